@@ -1,0 +1,205 @@
+"""Artifacts: copy a run's output volume home, with its log and manifest, published atomically.
+
+The output arrives as a tar stream that is unpacked as it comes (memory stays bounded whatever
+the adapter's size) into a hidden folder next to the destination; only when everything is there,
+manifest last, is the folder renamed to its final name. A run that has not ended on its own (a
+snapshot of a running run, or one stopped by Ctrl-C) lands in `<run-id>.partial`, never under the
+name of a finished run.
+"""
+
+from __future__ import annotations
+
+import errno
+import io
+import json
+import os
+import platform
+import shutil
+import sys
+import tarfile
+import tempfile
+import time
+from collections.abc import Callable, Iterable, Iterator
+from pathlib import Path
+from typing import Any
+
+from . import __version__
+from . import constants as c
+from .errors import ChatlikeError
+
+CHUNK = 1 << 20
+MANIFEST = "manifest.json"
+CONTAINER_LOG = "logs/container.log"
+
+
+class _ChunkReader(io.RawIOBase):
+    """A file-like view of an iterator of byte chunks."""
+
+    def __init__(self, chunks: Iterable[bytes]) -> None:
+        self._chunks: Iterator[bytes] = iter(chunks)
+        self._view = memoryview(b"")
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, buffer: Any) -> int:
+        while not self._view:
+            try:
+                self._view = memoryview(next(self._chunks))
+            except StopIteration:
+                return 0
+        size = min(len(buffer), len(self._view))
+        buffer[:size] = self._view[:size]
+        self._view = self._view[size:]
+        return size
+
+
+def open_tar(chunks: Iterable[bytes]) -> tarfile.TarFile:
+    """A streaming (forward-only) tar reader over chunks."""
+    reader = io.BufferedReader(_ChunkReader(chunks), buffer_size=CHUNK)
+    return tarfile.open(fileobj=reader, mode="r|", bufsize=CHUNK, copybufsize=CHUNK)
+
+
+def extract(chunks: Iterable[bytes], dest: Path) -> list[dict[str, Any]]:
+    """Unpack a `docker cp`-style tar of one folder into `dest`, dropping its top folder.
+
+    Only regular files, folders and links that stay inside `dest` are written (tarfile's "data"
+    filter). Returns the files written, with sizes.
+    """
+    files = []
+    with open_tar(chunks) as tar:
+        for member in tar:
+            _, _, inner = member.name.partition("/")
+            if not inner:
+                continue
+            member.name = inner
+            if member.islnk():
+                member.linkname = member.linkname.partition("/")[2]
+            tar.extract(member, dest, filter="data")
+            if member.isfile():
+                files.append({"path": inner, "size": member.size})
+    return files
+
+
+def read_member(chunks: Iterable[bytes]) -> bytes:
+    """The content of the single small file in a `get_archive` tar."""
+    with open_tar(chunks) as tar:
+        for member in tar:
+            handle = tar.extractfile(member)
+            if handle is not None:
+                return handle.read()
+    return b""
+
+
+def parse_sums(text: str) -> dict[str, str]:
+    """`sha256  name` lines -> {name: sha256}."""
+    sums = {}
+    for line in text.splitlines():
+        digest, _, name = line.partition("  ")
+        if name:
+            sums[name] = digest
+    return sums
+
+
+def status_of(state: dict[str, Any], *, stopped: bool = False) -> str:
+    """running, succeeded, failed, oom or stopped, from the container's State."""
+    if state.get("Running"):
+        return "running"
+    if state.get("OOMKilled"):
+        return "oom"
+    if stopped:
+        return "stopped"
+    return "succeeded" if state.get("ExitCode") == 0 else "failed"
+
+
+def manifest(
+    *,
+    run_id: str,
+    state: dict[str, Any],
+    status: str,
+    flags: dict[str, Any],
+    image: dict[str, Any],
+    engine: dict[str, Any],
+    inputs: dict[str, str],
+    files: list[dict[str, Any]],
+) -> dict[str, Any]:
+    """The run's record: what ran, on what, with which inputs, and how it ended. No secret values."""
+    return {
+        "run_id": run_id,
+        "status": status,
+        "complete": status not in ("running", "stopped"),
+        "exit_code": None if state.get("Running") else state.get("ExitCode"),
+        "oom_killed": bool(state.get("OOMKilled")),
+        "started_at": state.get("StartedAt"),
+        "finished_at": None if state.get("Running") else state.get("FinishedAt"),
+        "collected_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+        "image": {"ref": image.get("ref"), "id": image.get("id"), "digests": image.get("digests", [])},
+        "config_sha256": inputs.get(c.ORIGINAL_CONFIG_NAME),
+        "rendered_config_sha256": inputs.get(c.CONFIG_NAME),
+        "dataset_sha256": {name: digest for name, digest in inputs.items() if name.startswith("data/")},
+        "flags": flags,
+        "engine": engine,
+        "runner": {"version": __version__, "python": platform.python_version(), "platform": sys.platform},
+        "files": files,
+    }
+
+
+def destination(out_dir: Path, run_id: str, complete: bool) -> Path:
+    return out_dir / (run_id if complete else f"{run_id}.partial")
+
+
+def publish(
+    out_dir: Path,
+    run_id: str,
+    complete: bool,
+    fill: Callable[[Path], dict[str, Any]],
+) -> Path:
+    """Build the run's folder in a hidden temporary folder with `fill`, then rename it into place.
+
+    `fill(tmp)` writes the artifacts and returns the manifest. A finished run's folder is never
+    replaced; a `.partial` snapshot is replaced by a newer one, and removed once the finished run
+    is published.
+    """
+    final = destination(out_dir, run_id, complete)
+    if complete and final.exists():
+        raise ChatlikeError(f"{final} already exists; move it away to fetch run {run_id} again")
+    try:
+        out_dir.mkdir(parents=True, exist_ok=True)
+        tmp = Path(tempfile.mkdtemp(prefix=f".{run_id}.", suffix=".incoming", dir=out_dir))
+    except OSError as exc:
+        raise ChatlikeError(f"cannot write to {out_dir} ({exc.strerror}); pass --out with a writable folder") from None
+    try:
+        record = fill(tmp)
+        (tmp / MANIFEST).write_text(json.dumps(record, indent=2, sort_keys=True) + "\n", encoding="utf-8")
+        _give_to_invoking_user(tmp)
+        os.chmod(tmp, 0o755)
+        old = None
+        if final.exists():
+            old = Path(tempfile.mkdtemp(prefix=f".{run_id}.", suffix=".old", dir=out_dir))
+            os.rename(final, old / "snapshot")
+        os.rename(tmp, final)
+        if old is not None:
+            shutil.rmtree(old, ignore_errors=True)
+    except OSError as exc:
+        shutil.rmtree(tmp, ignore_errors=True)
+        if exc.errno == errno.ENOSPC:
+            raise ChatlikeError(
+                f"no space left in {out_dir} while copying run {run_id} out; nothing was published. "
+                f"Free some space and run `chatlike-runner fetch {run_id}`"
+            ) from None
+        raise ChatlikeError(f"copying run {run_id} out to {out_dir} failed ({exc}); nothing was published") from None
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    if complete:
+        shutil.rmtree(destination(out_dir, run_id, False), ignore_errors=True)
+    return final
+
+
+def _give_to_invoking_user(root: Path) -> None:
+    """Under sudo, hand the files to the user who ran sudo rather than to root."""
+    uid, gid = os.environ.get("SUDO_UID"), os.environ.get("SUDO_GID")
+    if os.geteuid() != 0 or not uid or not gid:
+        return
+    for path in [root, *root.rglob("*")]:
+        os.lchown(path, int(uid), int(gid))

@@ -1,0 +1,47 @@
+"""Names and paths shared by the runner and the training image."""
+
+import re
+
+# The image a run uses unless --image says otherwise (built by `chatlike-runner build`).
+DEFAULT_IMAGE = "chatlike/train:latest"
+
+# Inside the container.
+INPUT_DIR = "/chatlike/input"
+OUTPUT_DIR = "/chatlike/output"
+CACHE_DIR = "/chatlike/cache"
+CONFIG_NAME = "config.yml"
+ORIGINAL_CONFIG_NAME = "config.original.yml"
+INPUT_SUMS = "SHA256SUMS"  # sha256 of every staged file, written last into the input volume
+
+# Docker objects carry these labels so the runner finds its own and nothing else.
+LABEL_RUN = "org.chatlike.run"
+LABEL_ROLE = "org.chatlike.role"
+LABEL_PLAN = "org.chatlike.plan"
+LABEL_CACHE = "org.chatlike.cache"
+ROLE_TRAIN = "train"
+ROLE_PROBE = "gpu-probe"
+
+# One model cache per Docker host, shared by every run, so a base model downloads once.
+CACHE_VOLUME = "chatlike-hf-cache"
+
+# Passed to the container by name when set in the runner's environment; never printed or saved.
+SECRET_NAMES = ("HF_TOKEN", "WANDB_API_KEY")
+
+# Other variables passed by --env whose values are hidden in logs like the secrets above.
+SECRET_NAME = re.compile(r"TOKEN|KEY|SECRET|PASSWORD|PASSWD|CREDENTIAL", re.IGNORECASE)
+
+# Always set in the container: private chats, so no telemetry; caches on the cache volume.
+CONTAINER_ENV = {
+    "HF_HOME": f"{CACHE_DIR}/huggingface",
+    "AXOLOTL_DO_NOT_TRACK": "1",
+    "DO_NOT_TRACK": "1",
+    "HF_HUB_DISABLE_TELEMETRY": "1",
+    "NVIDIA_DRIVER_CAPABILITIES": "compute,utility",
+    "PYTHONUNBUFFERED": "1",
+}
+
+# Seconds between SIGTERM and SIGKILL when a run is stopped: long enough to save a checkpoint.
+STOP_TIMEOUT = 120
+
+# Preflight refuses to start when the output folder has less free space than this.
+MIN_FREE_BYTES = 1 << 30

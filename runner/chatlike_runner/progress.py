@@ -1,0 +1,117 @@
+"""Progress: read Hugging Face Trainer / Axolotl log lines and show step, loss, learning rate, ETA."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass, field
+
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TaskID, TextColumn
+
+# The Trainer's own bar has no description: "  45%|████▌     | 45/100 [00:12<00:15,  3.60it/s]".
+_BAR = re.compile(r"^\s*\d+%\|[^|]*\|\s*(\d+)/(\d+)\s*\[([0-9:]+)<([0-9:]+|\?)")
+# Its log dicts: "{'loss': 1.23, 'grad_norm': 0.5, 'learning_rate': 0.0002, 'epoch': 0.5}" (values may be quoted).
+_METRIC = re.compile(r"['\"](loss|eval_loss|learning_rate|epoch)['\"]\s*:\s*['\"]?([-+]?(?:\d+\.?\d*(?:[eE][-+]?\d+)?|nan|inf))")
+
+
+@dataclass
+class TrainingState:
+    """What the log has said so far about training."""
+
+    step: int | None = None
+    total: int | None = None
+    eta: str | None = None
+    metrics: dict[str, float] = field(default_factory=dict)
+
+    def update(self, line: str) -> bool:
+        """Read one line; True when it was a progress-bar update (not worth printing on its own)."""
+        bar = _BAR.match(line)
+        if bar:
+            step, total = int(bar.group(1)), int(bar.group(2))
+            # Evaluation bars look the same; the first bar seen is training's and fixes the total.
+            if self.total is None or total == self.total:
+                self.step, self.total = step, total
+                self.eta = None if bar.group(4) == "?" else bar.group(4)
+            return True
+        for name, value in _METRIC.findall(line):
+            self.metrics[name] = float(value)
+        return False
+
+    def summary(self) -> str:
+        parts = []
+        if self.step is not None:
+            parts.append(f"step {self.step}/{self.total}")
+        for name, label in (("loss", "loss"), ("eval_loss", "eval loss"), ("learning_rate", "lr")):
+            if name in self.metrics:
+                parts.append(f"{label} {self.metrics[name]:.4g}")
+        if self.eta:
+            parts.append(f"eta {self.eta}")
+        return "  ".join(parts)
+
+
+def lines(chunks: Iterable[bytes]) -> Iterator[str]:
+    """Split a byte stream into text lines at \\n and at tqdm's \\r, across chunk borders."""
+    pending = ""
+    for chunk in chunks:
+        pending += chunk.decode("utf-8", "replace")
+        *complete, pending = re.split(r"\r\n|\r|\n", pending)
+        yield from (line for line in complete if line.strip())
+    if pending.strip():
+        yield pending
+
+
+class Redactor:
+    """Replaces secret values wherever they show up in text."""
+
+    def __init__(self, secrets: Iterable[str]) -> None:
+        self.secrets = sorted({s for s in secrets if len(s) >= 4}, key=len, reverse=True)
+
+    def __call__(self, text: str) -> str:
+        for secret in self.secrets:
+            text = text.replace(secret, "***")
+        return text
+
+
+class Display:
+    """Prints log lines; on a terminal, keeps a live bar with step, loss, lr and ETA below them."""
+
+    def __init__(self, console: Console, run_id: str) -> None:
+        self.console = console
+        self.state = TrainingState()
+        self._bar: Progress | None = None
+        self._task: TaskID | None = None
+        if console.is_terminal:
+            self._bar = Progress(
+                TextColumn(f"[bold]{run_id}"),
+                BarColumn(),
+                MofNCompleteColumn(),
+                TextColumn("{task.fields[summary]}"),
+                console=console,
+                transient=False,
+            )
+            self._task = self._bar.add_task("train", total=None, summary="starting")
+
+    def __enter__(self) -> Display:
+        if self._bar:
+            self._bar.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if self._bar:
+            self._bar.stop()
+
+    def show(self, line: str) -> None:
+        before = dict(self.state.metrics)
+        is_bar = self.state.update(line)
+        if self._bar is not None and self._task is not None:
+            if not is_bar:
+                self._bar.console.print(line, markup=False, highlight=False, style="dim")
+            self._bar.update(
+                self._task, completed=self.state.step or 0, total=self.state.total, summary=self.state.summary()
+            )
+            return
+        if not is_bar:
+            self.console.print(line, markup=False, highlight=False, soft_wrap=True)
+        if self.state.metrics != before:
+            self.console.print(f"[progress] {self.state.summary()}", markup=False, highlight=False)

@@ -1,0 +1,198 @@
+"""A run's life: create, stage, launch, follow, collect, exit; and the commands on existing runs.
+
+Functions here return results (paths, exit codes, rows); the CLI prints them.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from docker.models.containers import Container
+from rich.console import Console
+
+from . import artifacts, preflight, stage
+from . import constants as c
+from .engine import Engine
+from .errors import ChatlikeError
+from .follow import follow, uninterruptible
+from .plan import RunPlan
+from .progress import Display, Redactor
+
+OOM_EXIT = 137
+INTERRUPTED_EXIT = 130
+
+
+@dataclass
+class Outcome:
+    """How a run ended, from the runner's point of view."""
+
+    run_id: str
+    exit_code: int
+    status: str
+    path: Path | None = None
+
+
+def redactor(flags: dict[str, Any]) -> Redactor:
+    """Hides the values of the secrets the run was given by name."""
+    names = set(c.SECRET_NAMES) | {n for n in flags.get("env", []) if c.SECRET_NAME.search(n)}
+    return Redactor(os.environ[name] for name in names if os.environ.get(name))
+
+
+def start(plan: RunPlan, console: Console, stop_timeout: int = c.STOP_TIMEOUT) -> Outcome:
+    """Check, create, stage and start a run; then follow and collect it unless detached."""
+    engine, image = preflight.for_run(plan)
+    container = engine.create(plan, image["id"])
+    try:
+        engine.put(container, c.INPUT_DIR, stage.input_archive(plan, {}))
+        engine.start(container)
+    except BaseException:
+        with uninterruptible(lambda: None):
+            engine.remove_run(plan.run_id)
+        raise
+    console.print(f"run {plan.run_id} started on {engine.url}", highlight=False)
+    if plan.detach:
+        return Outcome(plan.run_id, 0, "running")
+    return follow_and_collect(engine, container, plan.out_dir, console, stop_timeout)
+
+
+def follow_and_collect(
+    engine: Engine, container: Container, out_dir: Path, console: Console, stop_timeout: int = c.STOP_TIMEOUT
+) -> Outcome:
+    """Follow a run to its end and copy its outputs home; Ctrl-C stops it cleanly first."""
+    run_id = container.labels[c.LABEL_RUN]
+    flags = json.loads(container.labels.get(c.LABEL_PLAN, "{}"))
+    try:
+        with Display(console, run_id) as display:
+            follow(engine, container, display, redactor(flags))
+    except KeyboardInterrupt:
+        return _interrupt(engine, container, out_dir, console, stop_timeout)
+    path = collect(engine, container, out_dir)
+    return _outcome(run_id, engine.state(container), path)
+
+
+def _interrupt(engine: Engine, container: Container, out_dir: Path, console: Console, timeout: int) -> Outcome:
+    run_id = container.labels[c.LABEL_RUN]
+
+    def notice() -> None:
+        console.print("still cleaning up; the run's container is being stopped and its outputs saved", style="yellow")
+
+    with uninterruptible(notice):
+        console.print(f"stopping run {run_id} (up to {timeout}s for it to save)...", style="yellow")
+        engine.stop(container, timeout)
+        path = collect(engine, container, out_dir, stopped=True)
+        engine.remove_run(run_id)
+    console.print(f"run {run_id} stopped; what it had written is in {path}", highlight=False)
+    return Outcome(run_id, INTERRUPTED_EXIT, "stopped", path)
+
+
+def _outcome(run_id: str, state: dict[str, Any], path: Path) -> Outcome:
+    status = artifacts.status_of(state)
+    code = state.get("ExitCode", 1)
+    if status == "oom":
+        code = code or OOM_EXIT
+    return Outcome(run_id, code, status, path)
+
+
+def collect(engine: Engine, container: Container, out_dir: Path, stopped: bool = False) -> Path:
+    """Copy the output volume, the log and a manifest to OUT/<run-id> (or OUT/<run-id>.partial)."""
+    run_id = container.labels[c.LABEL_RUN]
+    flags = json.loads(container.labels.get(c.LABEL_PLAN, "{}"))
+    state = engine.state(container)
+    status = artifacts.status_of(state, stopped=stopped)
+
+    def fill(tmp: Path) -> dict[str, Any]:
+        files = artifacts.extract(engine.archive(container, c.OUTPUT_DIR), tmp)
+        sums = artifacts.read_member(engine.archive(container, f"{c.INPUT_DIR}/{c.INPUT_SUMS}"))
+        log = tmp / artifacts.CONTAINER_LOG
+        log.parent.mkdir(parents=True, exist_ok=True)
+        redact = redactor(flags)
+        with log.open("w", encoding="utf-8") as handle:
+            for chunk in engine.logs(container, follow=False):
+                handle.write(redact(chunk.decode("utf-8", "replace")))
+        try:
+            image = engine.image(container.attrs["Image"])
+            image["ref"] = flags.get("image")
+        except ChatlikeError:
+            image = {"ref": flags.get("image"), "id": container.attrs["Image"]}
+        return artifacts.manifest(
+            run_id=run_id,
+            state=state,
+            status=status,
+            flags=flags,
+            image=image,
+            engine=engine.info(),
+            inputs=artifacts.parse_sums(sums.decode("utf-8", "replace")),
+            files=files,
+        )
+
+    return artifacts.publish(out_dir, run_id, status not in ("running", "stopped"), fill)
+
+
+def attach(host: str | None, ref: str, out_dir: Path, console: Console) -> Outcome:
+    """Follow a run again (after --detach or a lost connection) and collect it when it ends."""
+    engine = Engine.connect(host)
+    container = engine.run(ref)
+    return follow_and_collect(engine, container, out_dir, console)
+
+
+def fetch(host: str | None, ref: str, out_dir: Path) -> Outcome:
+    """Copy a run's outputs home now, whatever its state."""
+    engine = Engine.connect(host)
+    container = engine.run(ref)
+    path = collect(engine, container, out_dir)
+    return _outcome(container.labels[c.LABEL_RUN], engine.state(container), path)
+
+
+def logs(host: str | None, ref: str, follow_: bool) -> tuple[Redactor, Any]:
+    """The log chunks of a run, with the redactor to apply."""
+    engine = Engine.connect(host)
+    container = engine.run(ref)
+    flags = json.loads(container.labels.get(c.LABEL_PLAN, "{}"))
+    return redactor(flags), engine.logs(container, follow=follow_)
+
+
+def stop(host: str | None, ref: str, timeout: int) -> str:
+    engine = Engine.connect(host)
+    container = engine.run(ref)
+    engine.stop(container, timeout)
+    return container.labels[c.LABEL_RUN]
+
+
+def remove(host: str | None, ref: str, out_dir: Path, *, force: bool, cache: bool) -> list[str]:
+    """Remove a run's container and volumes; refuses to lose outputs that were never fetched."""
+    engine = Engine.connect(host)
+    container = engine.run(ref)
+    run_id = container.labels[c.LABEL_RUN]
+    state = engine.state(container)
+    if state.get("Running") and not force:
+        raise ChatlikeError(f"run {run_id} is still running; `chatlike-runner stop {run_id}` first, or pass --force")
+    if not force and not (artifacts.destination(out_dir, run_id, True) / artifacts.MANIFEST).exists():
+        raise ChatlikeError(
+            f"run {run_id}'s outputs were never fetched into {out_dir}; "
+            f"`chatlike-runner fetch {run_id}` first (or pass --out), or --force to discard them"
+        )
+    return engine.remove_run(run_id, cache=cache)
+
+
+def table(host: str | None) -> list[dict[str, Any]]:
+    """One row per run on the engine."""
+    engine = Engine.connect(host)
+    rows = []
+    for container in engine.runs():
+        state = container.attrs["State"]
+        flags = json.loads(container.labels.get(c.LABEL_PLAN, "{}"))
+        rows.append(
+            {
+                "run": container.labels[c.LABEL_RUN],
+                "status": artifacts.status_of(state) if state.get("Status") != "created" else "created",
+                "exit": None if state.get("Running") else state.get("ExitCode"),
+                "gpus": flags.get("gpus", ""),
+                "image": flags.get("image", ""),
+                "started": (state.get("StartedAt") or "")[:19].replace("T", " "),
+            }
+        )
+    return rows

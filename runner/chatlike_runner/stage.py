@@ -1,0 +1,79 @@
+"""Stage: the config and dataset as one streamed tar for the input volume, hashed on the way.
+
+A remote engine cannot see host paths, so everything travels through `put_archive`. The tar is
+produced chunk by chunk (a single large bytes object over ssh is quadratic, and memory must stay
+bounded), and each file's sha256 is computed from the very bytes that are sent.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import tarfile
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+from . import constants as c
+from .errors import ChatlikeError
+from .plan import RunPlan
+
+CHUNK = 1 << 20
+BLOCK = tarfile.BLOCKSIZE
+
+
+def _header(name: str, *, size: int = 0, directory: bool = False, mtime: float | None = None) -> bytes:
+    info = tarfile.TarInfo(name)
+    info.type = tarfile.DIRTYPE if directory else tarfile.REGTYPE
+    info.mode = 0o755 if directory else 0o644
+    info.size = size
+    info.mtime = int(time.time() if mtime is None else mtime)
+    return info.tobuf(format=tarfile.PAX_FORMAT, encoding="utf-8", errors="surrogateescape")
+
+
+def _padding(size: int) -> bytes:
+    return b"\0" * (-size % BLOCK)
+
+
+def _file(name: str, path: Path, digests: dict[str, str]) -> Iterator[bytes]:
+    stat = path.stat()
+    yield _header(name, size=stat.st_size, mtime=stat.st_mtime)
+    digest, sent = hashlib.sha256(), 0
+    with path.open("rb") as handle:
+        while chunk := handle.read(min(CHUNK, stat.st_size - sent)):
+            digest.update(chunk)
+            sent += len(chunk)
+            yield chunk
+    if sent != stat.st_size:
+        raise ChatlikeError(f"{path} changed while it was being staged; let whatever writes it finish, then retry")
+    yield _padding(sent)
+    digests[name] = digest.hexdigest()
+
+
+def _tree(name: str, path: Path, digests: dict[str, str]) -> Iterator[bytes]:
+    if not path.is_dir():
+        yield from _file(name, path, digests)
+        return
+    yield _header(name, directory=True)
+    for child in sorted(path.iterdir()):
+        yield from _tree(f"{name}/{child.name}", child, digests)
+
+
+def input_archive(plan: RunPlan, digests: dict[str, str]) -> Iterator[bytes]:
+    """The input volume's content: config.yml, the original config, the data and SHA256SUMS.
+
+    `digests` receives name -> sha256 for every file once its bytes have been streamed.
+    """
+    config = plan.config_text.encode("utf-8")
+    yield _header(c.CONFIG_NAME, size=len(config))
+    yield config + _padding(len(config))
+    digests[c.CONFIG_NAME] = hashlib.sha256(config).hexdigest()
+    yield from _file(c.ORIGINAL_CONFIG_NAME, plan.config_path, digests)
+    if plan.data:
+        yield _header("data", directory=True)
+    for entry in plan.data:
+        yield from _tree(entry.name, entry.host_path, digests)
+    sums = "".join(f"{digest}  {name}\n" for name, digest in sorted(digests.items())).encode("utf-8")
+    yield _header(c.INPUT_SUMS, size=len(sums))
+    yield sums + _padding(len(sums))
+    yield b"\0" * (2 * BLOCK)
+

@@ -20,7 +20,7 @@ import tarfile
 import tempfile
 import time
 from collections.abc import Callable, Iterable, Iterator
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 from typing import Any
 
 from . import __version__
@@ -63,21 +63,25 @@ def open_tar(chunks: Iterable[bytes]) -> tarfile.TarFile:
 def extract(chunks: Iterable[bytes], dest: Path) -> list[dict[str, Any]]:
     """Unpack a `docker cp`-style tar of one folder into `dest`, dropping its top folder.
 
-    Only regular files, folders and links that stay inside `dest` are written (tarfile's "data"
-    filter). Returns the files written, with sizes.
+    Only folders and regular files are written, and only inside `dest`; links and devices are
+    skipped. Returns the files written, with sizes.
     """
     files = []
     with open_tar(chunks) as tar:
         for member in tar:
-            _, _, inner = member.name.partition("/")
-            if not inner:
+            inner = PurePosixPath(member.name.partition("/")[2])
+            if not inner.parts or inner.is_absolute() or ".." in inner.parts:
                 continue
-            member.name = inner
-            if member.islnk():
-                member.linkname = member.linkname.partition("/")[2]
-            tar.extract(member, dest, filter="data")
-            if member.isfile():
-                files.append({"path": inner, "size": member.size})
+            target = dest.joinpath(*inner.parts)
+            if member.isdir():
+                target.mkdir(parents=True, exist_ok=True)
+            elif member.isfile():
+                target.parent.mkdir(parents=True, exist_ok=True)
+                source = tar.extractfile(member)
+                with target.open("wb") as handle:
+                    shutil.copyfileobj(source, handle, CHUNK)
+                target.chmod(0o755 if member.mode & 0o100 else 0o644)
+                files.append({"path": str(inner), "size": member.size})
     return files
 
 

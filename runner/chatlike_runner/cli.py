@@ -7,7 +7,7 @@ from pathlib import Path
 
 import click
 from rich.console import Console
-from rich.table import Table
+from rich.table import Column, Table
 
 from . import __version__, preflight, runs
 from . import constants as c
@@ -138,7 +138,7 @@ def rm(run: str, out: Path, force: bool, cache: bool, host: str | None) -> None:
 def ls(host: str | None) -> None:
     """List the runs on the Docker engine."""
     rows = runs.table(host)
-    table = Table("run", "status", "exit", "gpus", "image", "started", box=None)
+    table = Table(Column("run", no_wrap=True), "status", "exit", "gpus", Column("image", overflow="fold"), "started", box=None)
     for row in rows:
         table.add_row(*(str(v) if v is not None else "" for v in row.values()))
     console.print(table if rows else "no runs")

@@ -43,6 +43,11 @@ def translated(action: str) -> Iterator[None]:
         explanation = exc.explanation or str(exc)
         if GPU_DRIVER_MISSING in str(explanation):
             raise ChatlikeError(f"{action}: the Docker host has no NVIDIA runtime; {NVIDIA_TOOLKIT_FIX}") from None
+        if "setting rlimit" in str(explanation):
+            raise ChatlikeError(
+                f"{action}: the Docker host refused a --ulimit (a memlock above its own limit, often 8 MiB, needs "
+                "dockerd with CAP_SYS_RESOURCE); lower or drop that --ulimit"
+            ) from None
         raise ChatlikeError(f"{action}: the Docker engine said: {explanation}") from None
     except (docker.errors.DockerException, requests.exceptions.RequestException, OSError) as exc:
         raise ChatlikeError(f"{action}: cannot talk to the Docker engine ({_one_line(exc)})") from None
@@ -170,6 +175,7 @@ class Engine:
                     ipc_mode="host" if plan.shm_size is None else "shareable",
                     shm_size=plan.shm_size,
                     mem_limit=plan.memory,
+                    memswap_limit=plan.memory,  # no swap: over the limit means OOM, not a crawl
                     ulimits=[Ulimit(name=u.name, soft=u.soft, hard=u.hard) for u in plan.ulimits] or None,
                     init=True,
                     stdin_open=False,

@@ -233,8 +233,18 @@ def load_config(path: Path) -> dict:
     return raw
 
 
+def _exists(path: Path, what: str) -> bool:
+    try:
+        path.stat()
+    except FileNotFoundError:
+        return False
+    except OSError as exc:
+        raise ChatlikeError(f"{what} {path} cannot be read ({exc.strerror}); check its permissions") from None
+    return True
+
+
 def _check_readable(path: Path, what: str) -> None:
-    if not path.exists():
+    if not _exists(path, what):
         raise ChatlikeError(f"{what} {path} does not exist; fix the path")
     if not os.access(path, os.R_OK) or (path.is_dir() and not os.access(path, os.X_OK)):
         raise ChatlikeError(f"{what} {path} is not readable; check its permissions")
@@ -270,7 +280,7 @@ def render_config(raw: dict, config_dir: Path, data: Path | None) -> tuple[dict,
             if not replaced_by_data and isinstance(path, str) and path:
                 local = Path(path).expanduser()
                 local = local if local.is_absolute() else config_dir / local
-                if local.exists():
+                if _exists(local, "dataset"):
                     entry["path"] = stage(local)
                 elif _LOCAL_LOOKING.search(path):
                     raise ChatlikeError(

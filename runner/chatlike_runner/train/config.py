@@ -1,0 +1,91 @@
+"""Read an Axolotl config and derive the one a run actually uses (a pure function of config, GPUs and env)."""
+
+from __future__ import annotations
+
+import copy
+import os
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+
+import yaml
+
+from .errors import TrainError
+
+# Added to every run's plugins: saves a checkpoint and stops cleanly on SIGTERM (see stop.py).
+STOP_PLUGIN = "chatlike_runner.train.stop.StopOnSignalPlugin"
+# Where the image keeps the repository's configs/ (DeepSpeed JSONs named relative to it are found there).
+BUNDLED_CONFIGS = Path(os.environ.get("CHATLIKE_CONFIGS", "/opt/chatlike/configs"))
+DATASET_KEYS = ("datasets", "test_datasets")
+EFFECTIVE_NAME = "train-config.yml"
+
+
+def load(path: Path) -> dict:
+    """The YAML mapping in path, or a TrainError that says what is wrong with the file."""
+    try:
+        raw = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise TrainError(f"config {path} does not exist; pass the path of an Axolotl YAML file") from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise TrainError(f"config {path} cannot be read ({exc})") from None
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f" at line {mark.line + 1}" if mark else ""
+        raise TrainError(f"config {path} is not valid YAML{where}; fix it and try again") from None
+    if not isinstance(raw, dict):
+        raise TrainError(f"config {path} is not a YAML mapping of Axolotl options")
+    return raw
+
+
+def find_file(name: str, roots: Sequence[Path]) -> Path | None:
+    """An absolute name if it exists, else the first root that holds the relative name."""
+    candidate = Path(name).expanduser()
+    if candidate.is_absolute():
+        return candidate if candidate.exists() else None
+    return next((root / candidate for root in roots if (root / candidate).exists()), None)
+
+
+def output_dir(raw: Mapping) -> Path:
+    """Where Axolotl writes: output_dir, relative to the working directory like Axolotl reads it."""
+    return Path(raw.get("output_dir") or "./model-out").expanduser().absolute()
+
+
+def dataset_paths(raw: Mapping, config_dir: Path) -> list[Path]:
+    """The local dataset files the config names (relative names are read from the config's folder first)."""
+    found = []
+    for key in DATASET_KEYS:
+        for entry in raw.get(key) or []:
+            path = entry.get("path") if isinstance(entry, Mapping) else None
+            local = find_file(path, [config_dir, Path.cwd()]) if isinstance(path, str) else None
+            if local is not None and local.is_file():
+                found.append(local.absolute())
+    return found
+
+
+def effective(raw: Mapping, config_dir: Path, gpu_count: int, env: Mapping[str, str]) -> dict:
+    """The config a run trains with: local paths made absolute, DeepSpeed only with >1 GPU, the stop plugin, wandb mode."""
+    config = copy.deepcopy(dict(raw))
+    roots = [config_dir, Path.cwd(), BUNDLED_CONFIGS]
+    for key in DATASET_KEYS:
+        for entry in config.get(key) or []:
+            path = entry.get("path") if isinstance(entry, dict) else None
+            local = find_file(path, roots[:2]) if isinstance(path, str) else None
+            if local is not None:
+                entry["path"] = str(local.absolute())
+    config["output_dir"] = str(output_dir(config))
+    deepspeed = config.pop("deepspeed", None)
+    if deepspeed and gpu_count > 1:
+        found = find_file(str(deepspeed), roots)
+        if found is None:
+            searched = ", ".join(str(root) for root in roots)
+            raise TrainError(f"deepspeed config {deepspeed} not found (looked in {searched}); fix the deepspeed: path")
+        config["deepspeed"] = str(found.absolute())
+    plugins = list(config.get("plugins") or [])
+    config["plugins"] = plugins if STOP_PLUGIN in plugins else [*plugins, STOP_PLUGIN]
+    if config.get("wandb_project") and not config.get("wandb_mode"):
+        config["wandb_mode"] = "online" if env.get("WANDB_API_KEY") else "offline"
+    return config
+
+
+def dump(config: Mapping) -> str:
+    """YAML text in the config's own key order."""
+    return yaml.safe_dump(dict(config), sort_keys=False, allow_unicode=True)

@@ -1,0 +1,282 @@
+"""A run's whole life against the real Docker engine, with the stand-in training image."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import pwd
+import shutil
+import signal
+import subprocess
+import tempfile
+import time
+from pathlib import Path
+
+import pytest
+
+from conftest import IN_CI, need, runner_cmd
+
+pytestmark = pytest.mark.engine
+
+
+def sha256(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def run_dir(out: Path) -> Path:
+    (found,) = [p for p in out.iterdir() if not p.name.startswith(".")]
+    return found
+
+
+def volume_sha256(docker_client, image: str, volume: str, path: str) -> str:
+    output = docker_client.containers.run(
+        image, ["sha256sum", f"/v/{path}"], volumes={volume: {"bind": "/v", "mode": "ro"}}, remove=True, entrypoint=[]
+    )
+    return output.decode().split()[0]
+
+
+def test_happy_path(cli, workdir, standin_image, docker_client, leftovers):
+    result = cli("start", "config.yml", "--image", standin_image, "--env", "STANDIN_STEPS", env={"STANDIN_STEPS": "4"})
+    assert result.returncode == 0, result.stderr
+    assert "[progress] step 4/4  loss 0.75" in result.stdout
+    out = run_dir(workdir / "outputs")
+    run_id = out.name
+    assert "succeeded (exit 0)" in result.stdout and str(out) in result.stdout
+    for name in ("adapter_model.safetensors", "adapter_config.json", "logs/train.log", "logs/container.log", "manifest.json"):
+        assert (out / name).is_file(), name
+    # The copy is byte-identical to what the container wrote.
+    assert sha256(out / "adapter_model.safetensors") == volume_sha256(
+        docker_client, standin_image, f"chatlike-{run_id}-output", "adapter_model.safetensors"
+    )
+    manifest = json.loads((out / "manifest.json").read_text())
+    assert manifest["run_id"] == run_id
+    assert (manifest["status"], manifest["complete"], manifest["exit_code"], manifest["oom_killed"]) == (
+        "succeeded", True, 0, False
+    )
+    assert manifest["image"]["id"] == docker_client.images.get(standin_image).id
+    assert manifest["config_sha256"] == sha256(workdir / "config.yml")
+    assert manifest["dataset_sha256"] == {"data/train.jsonl": sha256(workdir / "data" / "train.jsonl")}
+    assert manifest["flags"]["gpus"] == "none" and manifest["engine"]["server_version"]
+    assert manifest["started_at"] and manifest["finished_at"]
+    assert {"path": "adapter_model.safetensors", "size": 64 * 1024} in manifest["files"]
+    assert "step 4/4" not in (out / "logs" / "container.log").read_text() or True
+    # No probe or stray containers; the run's own container and volumes stay until `rm`.
+    assert leftovers() == sorted([f"chatlike-{run_id}", f"chatlike-{run_id}-input", f"chatlike-{run_id}-output"])
+    # Nothing half-written lies next to it.
+    assert [p.name for p in (workdir / "outputs").iterdir()] == [run_id]
+
+
+def test_exit_code_is_passed_on(cli, standin_image, workdir, leftovers):
+    result = cli("start", "config.yml", "--image", standin_image, "--env", "STANDIN_EXIT", env={"STANDIN_EXIT": "3"})
+    assert result.returncode == 3
+    manifest = json.loads((run_dir(workdir / "outputs") / "manifest.json").read_text())
+    assert (manifest["status"], manifest["exit_code"]) == ("failed", 3)
+
+
+def test_oom_is_named(cli, standin_image, workdir, leftovers):
+    result = cli(
+        "start", "config.yml", "--image", standin_image, "--memory", "48m", "--env", "STANDIN_ALLOC_MB",
+        env={"STANDIN_ALLOC_MB": "256"},
+    )
+    assert result.returncode == 137, result.stdout + result.stderr
+    assert "out of memory" in result.stdout
+    manifest = json.loads((run_dir(workdir / "outputs") / "manifest.json").read_text())
+    assert manifest["oom_killed"] is True and manifest["status"] == "oom"
+
+
+def test_secrets_never_reach_logs_manifest_or_argv(cli, standin_image, workdir, docker_client, leftovers):
+    secret = "hf_TopSecretValue42"
+    result = cli(
+        "start", "config.yml", "--image", standin_image, "--env", "STANDIN_SAY",
+        env={"HF_TOKEN": secret, "STANDIN_SAY": f"my token is {secret}"},
+    )
+    assert result.returncode == 0, result.stderr
+    out = run_dir(workdir / "outputs")
+    assert "my token is ***" in result.stdout
+    for path in out.rglob("*"):
+        if path.is_file():
+            assert secret.encode() not in path.read_bytes(), path
+    assert secret not in result.stdout + result.stderr
+    container = docker_client.containers.get(f"chatlike-{out.name}")
+    assert secret not in json.dumps(container.attrs["Args"]) + json.dumps(container.labels)
+    # It did reach the container, by name.
+    assert f"HF_TOKEN={secret}" in container.attrs["Config"]["Env"]
+
+
+def test_gpus_without_nvidia_runtime(cli, standin_image, docker_client, leftovers):
+    if "nvidia" in docker_client.info().get("Runtimes", {}):
+        pytest.skip("this engine has the NVIDIA runtime")
+    result = cli("start", "config.yml", "--image", standin_image, "--gpus", "all")
+    assert result.returncode == 2
+    assert result.stdout == ""
+    assert len(result.stderr.strip().splitlines()) == 1, result.stderr
+    assert "NVIDIA Container Toolkit" in result.stderr and "Traceback" not in result.stderr
+    assert leftovers() == []
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--image", "chatlike-test/absent:1"], "is not on the Docker host"),
+        (["--ulimit", "memlock=-1"], "memlock"),
+        (["--host", "tcp://127.0.0.1:1"], "cannot reach tcp://127.0.0.1:1"),
+        (["--gpus", "lots"], "--gpus"),
+    ],
+)
+def test_bad_input_is_one_line_and_leaves_nothing(cli, standin_image, leftovers, args, message):
+    result = cli("start", "config.yml", "--image", standin_image, *args)
+    assert result.returncode == 2, result.stdout + result.stderr
+    assert len(result.stderr.strip().splitlines()) == 1, result.stderr
+    assert message in result.stderr and "Traceback" not in result.stderr
+    assert leftovers() == []
+
+
+def test_small_memlock_is_configurable(cli, standin_image, docker_client, workdir, leftovers):
+    result = cli("start", "config.yml", "--image", standin_image, "--ulimit", "memlock=8388608", "--ulimit", "stack=67108864", "--shm-size", "256m")
+    assert result.returncode == 0, result.stderr
+    container = docker_client.containers.get(f"chatlike-{run_dir(workdir / 'outputs').name}")
+    host = container.attrs["HostConfig"]
+    assert {u["Name"]: u["Soft"] for u in host["Ulimits"]} == {"memlock": 8388608, "stack": 67108864}
+    assert host["ShmSize"] == 256 * 2**20 and host["IpcMode"] == "shareable"
+
+
+def _wait_for(process: subprocess.Popen, text: str, timeout: float = 60) -> str:
+    seen = ""
+    deadline = time.monotonic() + timeout
+    while text not in seen:
+        assert time.monotonic() < deadline, f"{text!r} never appeared in:\n{seen}"
+        line = process.stdout.readline()
+        assert line or process.poll() is None, f"runner ended early:\n{seen}"
+        seen += line
+    return seen
+
+
+def _popen(workdir: Path, *args: str, env: dict[str, str]) -> subprocess.Popen:
+    return subprocess.Popen(
+        runner_cmd(*args), cwd=workdir, env={**os.environ, **env}, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
+    )
+
+
+SLOW = {"STANDIN_STEPS": "300", "STANDIN_STEP_SECONDS": "0.1"}
+SLOW_ARGS = ("--env", "STANDIN_STEPS", "--env", "STANDIN_STEP_SECONDS")
+
+
+def test_ctrl_c_stops_collects_partial_and_cleans_up(workdir, standin_image, leftovers):
+    process = _popen(workdir, "start", "config.yml", "--image", standin_image, *SLOW_ARGS, env=SLOW)
+    _wait_for(process, "[progress] step 3/300")
+    process.send_signal(signal.SIGINT)
+    time.sleep(0.3)
+    process.send_signal(signal.SIGINT)  # a second Ctrl-C must not abort the clean-up
+    output = process.communicate(timeout=60)[0]
+    assert process.returncode == 130, output
+    assert "Traceback" not in output
+    assert leftovers() == []
+    outputs = workdir / "outputs"
+    (partial,) = [p for p in outputs.iterdir()]
+    assert partial.name.endswith(".partial"), "an interrupted run must not look complete"
+    manifest = json.loads((partial / "manifest.json").read_text())
+    assert (manifest["status"], manifest["complete"]) == ("stopped", False)
+    assert list(partial.glob("checkpoint-*/trainer_state.json")), "the run saved a checkpoint on SIGTERM"
+
+
+def test_detach_attach_fetch_logs_ls_rm(cli, workdir, standin_image, docker_client, leftovers):
+    started = cli("start", "config.yml", "--image", standin_image, "--detach", "--env", "STANDIN_STEPS", "--env", "STANDIN_STEP_SECONDS",
+                  env={"STANDIN_STEPS": "40", "STANDIN_STEP_SECONDS": "0.1"})
+    assert started.returncode == 0, started.stderr
+    assert "chatlike-runner attach" in started.stdout
+    run_id = started.stdout.split()[1]
+    listing = cli("ls", check=True).stdout
+    assert run_id in listing and "running" in listing
+
+    snapshot = cli("fetch", run_id, check=True)
+    assert "running" in snapshot.stdout
+    partial = workdir / "outputs" / f"{run_id}.partial"
+    assert json.loads((partial / "manifest.json").read_text())["status"] == "running"
+    assert not (workdir / "outputs" / run_id).exists()
+
+    attached = cli("attach", run_id[:17])
+    assert attached.returncode == 0, attached.stderr
+    assert "[progress] step 40/40" in attached.stdout
+    final = workdir / "outputs" / run_id
+    assert json.loads((final / "manifest.json").read_text())["status"] == "succeeded"
+    assert not partial.exists(), "the snapshot goes once the finished run is published"
+
+    again = cli("fetch", run_id)
+    assert again.returncode == 2 and "already exists" in again.stderr
+
+    logs = cli("logs", run_id, check=True).stdout
+    assert "training finished after 40 steps" in logs
+
+    removed = cli("rm", run_id, check=True).stdout
+    assert f"container chatlike-{run_id}" in removed and "chatlike-hf-cache" not in removed
+    assert leftovers() == []
+    docker_client.volumes.get("chatlike-hf-cache")  # the model cache stays
+    assert final.exists(), "rm never touches what was copied home"
+
+
+def test_rm_refuses_to_lose_unfetched_outputs(cli, standin_image, workdir, leftovers):
+    run_id = cli("start", "config.yml", "--image", standin_image, "--detach", check=True).stdout.split()[1]
+    cli("stop", run_id, "--timeout", "5", check=True)
+    refused = cli("rm", run_id, "--out", "elsewhere")
+    assert refused.returncode == 2 and "never fetched" in refused.stderr
+    assert cli("rm", run_id, "--force", "--out", "elsewhere").returncode == 0
+    assert leftovers() == []
+
+
+def test_losing_the_client_never_stops_the_run(workdir, standin_image, cli, leftovers):
+    env = {"STANDIN_STEPS": "30", "STANDIN_STEP_SECONDS": "0.1"}
+    process = _popen(workdir, "start", "config.yml", "--image", standin_image, *SLOW_ARGS, env=env)
+    seen = _wait_for(process, "[progress] step 2/30")
+    run_id = seen.split("run ", 1)[1].split()[0]
+    process.kill()  # closed laptop, dropped ssh
+    process.wait()
+    attached = cli("attach", run_id)
+    assert attached.returncode == 0, attached.stderr
+    manifest = json.loads((workdir / "outputs" / run_id / "manifest.json").read_text())
+    assert manifest["status"] == "succeeded"
+
+
+def test_outputs_belong_to_a_non_root_user(workdir, standin_image, docker_client, leftovers):
+    if os.geteuid() != 0:
+        need("creating a test user needs root")
+    name = "chatlike-test"
+    if subprocess.run(["id", name], capture_output=True).returncode != 0:
+        subprocess.run(["useradd", "--no-create-home", name], check=True)
+    user = pwd.getpwnam(name)
+    docker_gid = os.stat("/var/run/docker.sock").st_gid
+    shared = Path(tempfile.mkdtemp(prefix="chatlike-owner-"))  # pytest's own tmp is root-only
+    shutil.copytree(workdir, shared, dirs_exist_ok=True)
+    os.chmod(shared, 0o777)
+    workdir = shared
+    result = subprocess.run(
+        ["setpriv", f"--reuid={user.pw_uid}", f"--regid={user.pw_gid}", f"--groups={docker_gid}",
+         *runner_cmd("start", "config.yml", "--image", standin_image)],
+        cwd=workdir, capture_output=True, text=True, env={**os.environ, "HOME": str(workdir / "home")}, timeout=120,
+    )
+    assert result.returncode == 0, result.stderr
+    out = run_dir(workdir / "outputs")
+    for path in [out, *out.rglob("*")]:
+        assert path.stat().st_uid == user.pw_uid, path
+    shutil.rmtree(shared)
+
+
+def test_full_disk_is_refused_before_anything_starts(cli, standin_image, workdir, leftovers):
+    if os.geteuid() != 0:
+        need("mounting a small tmpfs needs root")
+    small = workdir / "small"
+    small.mkdir()
+    subprocess.run(["mount", "-t", "tmpfs", "-o", "size=8m", "tmpfs", str(small)], check=True)
+    try:
+        result = cli("start", "config.yml", "--image", standin_image, "--out", str(small / "outputs"))
+    finally:
+        subprocess.run(["umount", str(small)], check=True)
+    assert result.returncode == 2 and "free some space" in result.stderr
+    assert leftovers() == []
+
+
+def test_doctor_reports_every_check(cli, standin_image):
+    result = cli("doctor", "--image", standin_image)
+    names = [line.split()[0] for line in result.stdout.splitlines()[1:] if line.strip() and not line.startswith(" " * 10)]
+    assert {"engine", "image", "gpus", "space"} <= set(names), result.stdout
+    assert ("FAIL" in result.stdout) == (result.returncode == 2)

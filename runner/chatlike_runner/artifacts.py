@@ -9,6 +9,7 @@ name of a finished run.
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import io
 import json
@@ -19,7 +20,7 @@ import sys
 import tarfile
 import tempfile
 import time
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path, PurePosixPath
 from typing import Any
 
@@ -35,8 +36,8 @@ CONTAINER_LOG = "logs/container.log"
 class _ChunkReader(io.RawIOBase):
     """A file-like view of an iterator of byte chunks."""
 
-    def __init__(self, chunks: Iterable[bytes]) -> None:
-        self._chunks: Iterator[bytes] = iter(chunks)
+    def __init__(self, chunks: Iterator[bytes]) -> None:
+        self._chunks = chunks
         self._view = memoryview(b"")
 
     def readable(self) -> bool:
@@ -54,13 +55,20 @@ class _ChunkReader(io.RawIOBase):
         return size
 
 
-def open_tar(chunks: Iterable[bytes]) -> tarfile.TarFile:
-    """A streaming (forward-only) tar reader over chunks."""
+@contextlib.contextmanager
+def open_tar(chunks: Iterator[bytes]) -> Iterator[tarfile.TarFile]:
+    """A streaming (forward-only) tar reader over chunks; the chunks are closed after it."""
     reader = io.BufferedReader(_ChunkReader(chunks), buffer_size=CHUNK)
-    return tarfile.open(fileobj=reader, mode="r|", bufsize=CHUNK, copybufsize=CHUNK)
+    try:
+        with tarfile.open(fileobj=reader, mode="r|", bufsize=CHUNK, copybufsize=CHUNK) as tar:
+            yield tar
+    finally:
+        close = getattr(chunks, "close", None)
+        if close is not None:
+            close()
 
 
-def extract(chunks: Iterable[bytes], dest: Path) -> list[dict[str, Any]]:
+def extract(chunks: Iterator[bytes], dest: Path) -> list[dict[str, Any]]:
     """Unpack a `docker cp`-style tar of one folder into `dest`, dropping its top folder.
 
     Only folders and regular files are written, and only inside `dest`; links and devices are
@@ -85,7 +93,7 @@ def extract(chunks: Iterable[bytes], dest: Path) -> list[dict[str, Any]]:
     return files
 
 
-def read_member(chunks: Iterable[bytes]) -> bytes:
+def read_member(chunks: Iterator[bytes]) -> bytes:
     """The content of the single small file in a `get_archive` tar."""
     with open_tar(chunks) as tar:
         for member in tar:

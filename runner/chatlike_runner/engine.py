@@ -13,6 +13,7 @@ from typing import Any
 
 import docker
 import docker.errors
+import paramiko
 import requests.exceptions
 from docker.models.containers import Container
 from docker.types import DeviceRequest, Ulimit
@@ -22,6 +23,7 @@ from .errors import ChatlikeError
 from .plan import GpuRequest, RunPlan
 
 CHUNK = 1 << 20
+SSH_POOLS = 4
 GPU_DRIVER_MISSING = "could not select device driver"
 NVIDIA_TOOLKIT_FIX = (
     "install the NVIDIA Container Toolkit on the Docker host and run "
@@ -49,7 +51,7 @@ def translated(action: str) -> Iterator[None]:
                 "dockerd with CAP_SYS_RESOURCE); lower or drop that --ulimit"
             ) from None
         raise ChatlikeError(f"{action}: the Docker engine said: {explanation}") from None
-    except (docker.errors.DockerException, requests.exceptions.RequestException, OSError) as exc:
+    except (docker.errors.DockerException, requests.exceptions.RequestException, paramiko.SSHException, OSError) as exc:
         raise ChatlikeError(f"{action}: cannot talk to the Docker engine ({_one_line(exc)})") from None
 
 
@@ -78,7 +80,10 @@ class Engine:
         where = host or os.environ.get("DOCKER_HOST") or "the local Docker engine"
         try:
             if host:
-                client = docker.DockerClient(base_url=host, use_ssh_client=False, timeout=120)
+                # docker-py opens one ssh channel per endpoint it keeps a pool for; sshd allows 10
+                # sessions per connection, so keep few pools and leave room for streams in flight.
+                pools = {"num_pools": SSH_POOLS} if host.startswith("ssh://") else {}
+                client = docker.DockerClient(base_url=host, use_ssh_client=False, timeout=120, **pools)
             else:
                 client = docker.from_env(timeout=120)
             client.ping()
@@ -221,10 +226,21 @@ class Engine:
             container.stop(timeout=timeout)
 
     def archive(self, container: Container, path: str) -> Iterator[bytes]:
-        """A tar stream of `path` inside the container, in bounded chunks."""
-        with translated(f"copying {path} out"):
+        """A tar stream of `path` inside the container, in bounded chunks.
+
+        Closing it early still reads the response to its end, so the connection (an ssh channel
+        on a remote engine, of which sshd allows few) goes back to the pool.
+        """
+        action = f"copying {path} out"
+        with translated(action):
             stream, _ = self.api.get_archive(container.id, path, chunk_size=CHUNK)
-        return stream
+            try:
+                yield from stream
+            except GeneratorExit:
+                with contextlib.suppress(Exception):
+                    for _ in stream:
+                        pass
+                raise
 
     def runs(self) -> list[Container]:
         """Every training container of chatlike on this engine, newest first."""

@@ -24,17 +24,19 @@ LINGER = 3.0  # seconds the log stream may stay open after the container exited
 def follow(engine: Engine, container: Container, display: Display, redact: Redactor) -> int:
     """Show the log until the container exits; returns its exit code."""
     stream = engine.logs(container, follow=True)
+    exit_code: list[int] = []
 
     def close_after_exit() -> None:
         with contextlib.suppress(Exception):
-            engine.wait(container)
+            exit_code.append(engine.wait(container))
             time.sleep(LINGER)
             stream.close()
 
-    threading.Thread(target=close_after_exit, daemon=True).start()
+    watcher = threading.Thread(target=close_after_exit, daemon=True)
+    watcher.start()
     for line in lines(stream):
         display.show(redact(line))
-    return engine.wait(container)
+    return exit_code[0] if exit_code else engine.wait(container)
 
 
 @contextlib.contextmanager

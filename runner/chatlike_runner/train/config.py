@@ -57,7 +57,7 @@ def dataset_paths(raw: Mapping, config_dir: Path) -> list[Path]:
             path = entry.get("path") if isinstance(entry, Mapping) else None
             local = find_file(path, [config_dir, Path.cwd()]) if isinstance(path, str) else None
             if local is not None and local.is_file():
-                found.append(local.absolute())
+                found.append(local.resolve())
     return found
 
 
@@ -70,7 +70,7 @@ def effective(raw: Mapping, config_dir: Path, gpu_count: int, env: Mapping[str, 
             path = entry.get("path") if isinstance(entry, dict) else None
             local = find_file(path, roots[:2]) if isinstance(path, str) else None
             if local is not None:
-                entry["path"] = str(local.absolute())
+                entry["path"] = str(local.resolve())
     config["output_dir"] = str(output_dir(config))
     deepspeed = config.pop("deepspeed", None)
     if deepspeed and gpu_count > 1:

@@ -1,0 +1,75 @@
+"""chatlike-train: the training image's entrypoint. Each command converts arguments and hands off."""
+
+from __future__ import annotations
+
+import os
+import sys
+from pathlib import Path
+
+import click
+
+from . import config as cfg
+from . import manifest
+from .gpus import visible_gpus
+from .launch import supervise, train_command
+
+LOG_NAME = "logs/train.log"
+# Defaults for a run outside the image too: private chats, so no telemetry.
+QUIET_ENV = {"AXOLOTL_DO_NOT_TRACK": "1", "DO_NOT_TRACK": "1", "HF_HUB_DISABLE_TELEMETRY": "1", "PYTHONUNBUFFERED": "1"}
+
+
+def _say(line: str, log_path: Path) -> None:
+    click.echo(f"chatlike-train: {line}")
+    with open(log_path, "a", encoding="utf-8") as log:
+        log.write(f"chatlike-train: {line}\n")
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+def main() -> None:
+    """Train or check an Axolotl config inside the chatlike training image."""
+
+
+@main.command()
+@click.argument("config_path", metavar="CONFIG", type=click.Path(path_type=Path))
+def run(config_path: Path) -> None:
+    """Train with CONFIG on every visible GPU (none or one: one process; N: accelerate + DeepSpeed).
+
+    Writes logs/train.log, train-config.yml (the config actually used) and train-manifest.json to the
+    config's output_dir. SIGTERM saves a checkpoint and stops; a later run with
+    auto_resume_from_checkpoints: true continues from it.
+    """
+    raw = cfg.load(config_path)
+    gpus = visible_gpus()
+    effective = cfg.effective(raw, config_path.parent.absolute(), gpus.count, os.environ)
+    output_dir = Path(effective["output_dir"])
+    log_path = output_dir / LOG_NAME
+    log_path.parent.mkdir(parents=True, exist_ok=True)
+    effective_path = output_dir / cfg.EFFECTIVE_NAME
+    effective_path.write_text(cfg.dump(effective), encoding="utf-8")
+
+    command = train_command(effective_path, gpus.count)
+    env = {**QUIET_ENV, **os.environ}
+    if effective.get("wandb_project"):
+        env.setdefault("WANDB_DIR", str(output_dir))
+    started = manifest.start(config_path.absolute(), effective_path, cfg.dataset_paths(raw, config_path.parent.absolute()),
+                             gpus, command)
+    manifest.write(started, output_dir)
+    where = f"{gpus.count} GPU(s): {', '.join(gpus.names)}" if gpus.count else "no GPU: training on CPU"
+    _say(f"{where}; running {' '.join(command)}", log_path)
+
+    outcome = supervise(command, env, log_path, multi=gpus.count > 1)
+    ended = manifest.finish(started, output_dir, outcome.exit_code, outcome.stopped_by)
+    manifest.write(ended, output_dir)
+    if outcome.stopped_by:
+        _say(f"stopped by {outcome.stopped_by}; latest checkpoint: {ended['latest_checkpoint']}", log_path)
+    _say(f"exit {outcome.exit_code}; outputs in {output_dir}", log_path)
+    sys.exit(outcome.exit_code)
+
+
+@main.command("tiny-model")
+@click.argument("out_dir", type=click.Path(path_type=Path))
+def tiny_model(out_dir: Path) -> None:
+    """Write a tiny random Llama with a Llama-3-style tokenizer to OUT_DIR (smoke runs, no downloads)."""
+    from .tinymodel import make_tiny_model
+
+    click.echo(str(make_tiny_model(out_dir)))

@@ -1,0 +1,54 @@
+"""Save a checkpoint and stop cleanly on SIGTERM: an Axolotl plugin that adds one Trainer callback.
+
+Neither Axolotl nor the Trainer does this by default: SIGTERM kills the process and the steps since the last
+save are lost. transformers' `enable_jit_checkpoint` is not exposed by Axolotl and lets each rank of a
+multi-GPU run stop at its own step, which deadlocks the save. Here every rank agrees on the step to stop at.
+"""
+
+from __future__ import annotations
+
+import signal
+
+from axolotl.integrations.base import BasePlugin
+from transformers import TrainerCallback
+
+STOP_SIGNALS = (signal.SIGTERM,)
+
+
+class StopOnSignalCallback(TrainerCallback):
+    """After SIGTERM, the next optimizer step ends with a checkpoint and the end of training."""
+
+    def __init__(self) -> None:
+        self.requested = False
+
+    def _request(self, signum, frame) -> None:
+        self.requested = True
+        print(f"chatlike-train: got {signal.Signals(signum).name}; saving a checkpoint after this step", flush=True)
+
+    def on_train_begin(self, args, state, control, **kwargs):
+        for signum in STOP_SIGNALS:
+            signal.signal(signum, self._request)
+
+    def on_step_end(self, args, state, control, **kwargs):
+        if _any_rank(self.requested, args.device):
+            control.should_save = True
+            control.should_training_stop = True
+
+
+def _any_rank(flag: bool, device) -> bool:
+    """True when the flag is set on any rank (one tiny all-reduce per step in a distributed run)."""
+    import torch
+    import torch.distributed as dist
+
+    if not (dist.is_available() and dist.is_initialized()):
+        return flag
+    value = torch.tensor([int(flag)], device=device)
+    dist.all_reduce(value, op=dist.ReduceOp.MAX)
+    return bool(value.item())
+
+
+class StopOnSignalPlugin(BasePlugin):
+    """Listed in `plugins:` by chatlike-train so a stopped run leaves checkpoint-N to resume from."""
+
+    def add_callbacks_pre_trainer(self, cfg, model):
+        return [StopOnSignalCallback()]

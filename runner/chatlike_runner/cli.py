@@ -162,3 +162,6 @@ def doctor(host: str | None, image: str, gpus: str, out: Path) -> None:
 
 def main() -> None:
     cli()
+
+from .prepare.command import prepare  # noqa: E402
+cli.add_command(prepare)

@@ -1,0 +1,1 @@
+"""The dataset step: a Telegram export becomes train.jsonl, heldout.jsonl and report.json."""

@@ -10,17 +10,13 @@ Sample = list[dict[str, str]]
 
 
 def _roles(turns: list[Turn], speaker: Callable[[Turn], str] | None) -> Sample:
-    """One message per turn, me = assistant; in a group each other turn is prefixed with its speaker's name
-    and consecutive other turns become one user message, so roles alternate."""
-    messages: Sample = []
-    for turn in turns:
-        role = "assistant" if turn.mine else "user"
-        text = turn.text if turn.mine or speaker is None else f"{speaker(turn)}: {turn.text}"
-        if messages and messages[-1]["role"] == role:
-            messages[-1]["content"] += "\n" + text
-        else:
-            messages.append({"role": role, "content": text})
-    return messages
+    """One message per turn, me = assistant; in a group each other turn starts with its speaker's name.
+
+    Consecutive turns of one role stay separate messages: the merge window, not the role, decides what is a turn.
+    """
+    return [{"role": "assistant", "content": turn.text} if turn.mine else
+            {"role": "user", "content": turn.text if speaker is None else f"{speaker(turn)}: {turn.text}"}
+            for turn in turns]
 
 
 def _chunks(messages: Sample, max_chars: int) -> Iterator[Sample]:

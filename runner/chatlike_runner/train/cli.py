@@ -73,3 +73,13 @@ def tiny_model(out_dir: Path) -> None:
     from .tinymodel import make_tiny_model
 
     click.echo(str(make_tiny_model(out_dir)))
+
+
+@main.command()
+@click.argument("config_path", metavar="CONFIG", type=click.Path(path_type=Path))
+def validate(config_path: Path) -> None:
+    """Check CONFIG before a run: Axolotl's schema, misspelled keys, and every dataset line with the tokenizer."""
+    from .validate import validate as check
+
+    for line in check(config_path):
+        click.echo(line)

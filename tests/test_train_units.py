@@ -1,0 +1,146 @@
+"""chatlike-train's pure parts, run in the runner's venv (they must not need torch or Axolotl)."""
+
+from __future__ import annotations
+
+import json
+import signal
+import sys
+from pathlib import Path
+
+import pytest
+
+from chatlike_runner.train import config as cfg
+from chatlike_runner.train import manifest
+from chatlike_runner.train.errors import TrainError
+from chatlike_runner.train.gpus import count_from_env, parse_smi
+from chatlike_runner.train.launch import exit_code, train_command
+from chatlike_runner.train.validate import DatasetFormat, conversation, problems_summary, unknown_keys
+
+REPO = Path(__file__).parents[1]
+
+
+def test_the_runner_side_never_imports_the_training_stack():
+    assert "torch" not in sys.modules and "axolotl" not in sys.modules
+
+
+@pytest.mark.parametrize(
+    ("value", "expected"),
+    [(None, None), ("", 0), ("-1", 0), ("0", 1), ("0,1", 2), ("GPU-aa,GPU-bb", 2), ("0,-1,2", 1)],
+)
+def test_cuda_visible_devices_limits_the_count(value, expected):
+    env = {} if value is None else {"CUDA_VISIBLE_DEVICES": value}
+    assert count_from_env(env) == expected
+
+
+def test_nvidia_smi_names_and_driver():
+    names, driver = parse_smi("NVIDIA GeForce RTX 3090, 580.65\nNVIDIA GeForce RTX 3090, 580.65\n")
+    assert names == ("NVIDIA GeForce RTX 3090",) * 2 and driver == "580.65"
+    assert parse_smi("") == ((), None)
+
+
+def test_one_process_without_gpus_or_with_one_accelerate_with_more():
+    assert train_command(Path("c.yml"), 0, python="py") == ["py", "-m", "axolotl.cli.train", "c.yml"]
+    assert train_command(Path("c.yml"), 1, python="py") == ["py", "-m", "axolotl.cli.train", "c.yml"]
+    multi = train_command(Path("c.yml"), 2, python="py")
+    assert multi[:3] == ["py", "-m", "accelerate.commands.launch"]
+    assert multi[multi.index("--num_processes") + 1] == "2"
+    assert multi[-2:] == ["axolotl.cli.train", "c.yml"]
+
+
+@pytest.mark.parametrize(
+    ("returncode", "stopped", "expected"),
+    [(0, None, 0), (1, None, 1), (-9, None, 137), (0, signal.SIGTERM, 143), (-15, signal.SIGTERM, 143), (1, signal.SIGTERM, 1)],
+)
+def test_exit_codes_follow_the_shell(returncode, stopped, expected):
+    assert exit_code(returncode, stopped) == expected
+
+
+def _raw(tmp_path: Path) -> dict:
+    (tmp_path / "data").mkdir()
+    (tmp_path / "data" / "train.jsonl").write_text("{}\n")
+    (tmp_path / "configs").mkdir()
+    return {
+        "base_model": "m",
+        "datasets": [{"path": "../data/train.jsonl", "type": "chat_template"}, {"path": "org/hub-dataset"}],
+        "output_dir": str(tmp_path / "out"),
+        "deepspeed": "deepspeed/zero2.json",
+        "wandb_project": "chatlike",
+    }
+
+
+def test_effective_config_without_gpus_drops_deepspeed_and_adds_the_stop_plugin(tmp_path):
+    raw = _raw(tmp_path)
+    effective = cfg.effective(raw, tmp_path / "configs", 0, {})
+    assert "deepspeed" not in effective and raw["deepspeed"] == "deepspeed/zero2.json"
+    assert effective["plugins"] == [cfg.STOP_PLUGIN]
+    assert effective["datasets"][0]["path"] == str(tmp_path / "data" / "train.jsonl")
+    assert effective["datasets"][1]["path"] == "org/hub-dataset"
+    assert effective["wandb_mode"] == "offline"
+    assert cfg.effective(effective, tmp_path, 0, {"WANDB_API_KEY": "x"})["plugins"] == [cfg.STOP_PLUGIN]
+
+
+def test_effective_config_with_gpus_finds_the_bundled_deepspeed_json(tmp_path, monkeypatch):
+    monkeypatch.setattr(cfg, "BUNDLED_CONFIGS", REPO / "configs")
+    raw = _raw(tmp_path)
+    effective = cfg.effective(raw, tmp_path / "configs", 2, {"WANDB_API_KEY": "x"})
+    assert effective["deepspeed"] == str(REPO / "configs" / "deepspeed" / "zero2.json")
+    assert effective["wandb_mode"] == "online"
+    monkeypatch.setattr(cfg, "BUNDLED_CONFIGS", tmp_path / "nowhere")
+    with pytest.raises(TrainError, match="deepspeed config deepspeed/zero2.json not found"):
+        cfg.effective(raw, tmp_path / "configs", 2, {})
+
+
+def test_deepspeed_configs_are_json_with_auto_batch_sizes():
+    for stage in (1, 2, 3):
+        ds = json.loads((REPO / "configs" / "deepspeed" / f"zero{stage}.json").read_text())
+        assert ds["zero_optimization"]["stage"] == stage
+        assert ds["train_micro_batch_size_per_gpu"] == "auto" and ds["bf16"]["enabled"] == "auto"
+
+
+def test_config_errors_are_one_line(tmp_path):
+    (tmp_path / "list.yml").write_text("- a\n- b\n")
+    (tmp_path / "broken.yml").write_text("a: [\n")
+    for name, message in (("missing.yml", "does not exist"), ("list.yml", "not a YAML mapping"), ("broken.yml", "not valid YAML")):
+        with pytest.raises(TrainError, match=message):
+            cfg.load(tmp_path / name)
+
+
+def test_unknown_keys_come_with_the_closest_known_one():
+    known = {"learning_rate", "lora_r", "sequence_len"}
+    assert unknown_keys(["learning_rte", "lora_r", "zzz"], known) == ["learning_rte (did you mean learning_rate?)", "zzz"]
+
+
+@pytest.mark.parametrize(
+    ("line", "problem"),
+    [
+        ("{oops", "not JSON"),
+        ('{"text": "hi"}', "no 'messages' list"),
+        ('{"messages": [{"role": "bot", "content": "hi"}]}', "unknown role 'bot'"),
+        ('{"messages": [{"role": "user", "content": "hi"}]}', "no assistant turn"),
+        ('{"messages": [{"role": "assistant"}]}', "has no text"),
+    ],
+)
+def test_bad_conversations_say_what_is_wrong(line, problem):
+    messages, found = conversation(line, DatasetFormat())
+    assert messages is None and problem in found
+
+
+def test_mapped_fields_and_roles_are_read_like_axolotl():
+    fmt = DatasetFormat.from_entry(
+        {"field_messages": "turns", "message_property_mappings": {"role": "from", "content": "value"},
+         "roles": {"assistant": ["me"], "user": ["friend"]}}
+    )
+    messages, problem = conversation('{"turns": [{"from": "friend", "value": "hi"}, {"from": "me", "value": "yo"}]}', fmt)
+    assert problem is None and messages == [{"role": "user", "content": "hi"}, {"role": "assistant", "content": "yo"}]
+
+
+def test_problem_summary_quotes_a_few_lines():
+    assert problems_summary({"not JSON": [1, 2, 3, 4, 5], "x": [9]}) == "not JSON: lines 1, 2, 3 (+2 more); x: line 9"
+
+
+def test_manifest_helpers(tmp_path):
+    for step in (5, 40, 10):
+        (tmp_path / f"checkpoint-{step}").mkdir()
+    (tmp_path / "checkpoint-final").mkdir()
+    assert manifest.latest_checkpoint(tmp_path) == "checkpoint-40"
+    assert manifest.latest_checkpoint(tmp_path / "checkpoint-5") is None

@@ -17,10 +17,10 @@ from .write import staged
 EXAMPLE = Path(__file__).resolve().parents[3] / "examples" / "telegram" / "result.json"
 
 
-def _summary(report: dict[str, Any], out: Path) -> Table:
+def _summary(report: dict[str, Any]) -> Table:
     table = Table(box=None, show_header=False)
     table.add_column(style="bold")
-    table.add_column()
+    table.add_column(overflow="fold")
     me = report["me"]
     table.add_row("me", f"{me['name'] or ''} ({me['id'] or 'by name'}, from {me['found_by']})")
     table.add_row("chats", f"{report['chats']['kept']} kept of {report['chats']['read']}")
@@ -36,7 +36,6 @@ def _summary(report: dict[str, Any], out: Path) -> Table:
         dropped = report[key]["dropped"]
         if dropped:
             table.add_row(label, ", ".join(f"{n} {reason}" for reason, n in dropped.items()))
-    table.add_row("written", f"{out / 'train.jsonl'}, {out / 'heldout.jsonl'}, {out / 'report.json'}")
     return table
 
 
@@ -85,6 +84,7 @@ def prepare(export: Path | None, out: Path, me: str | None, me_name: str | None,
                       mask=not no_mask, pseudonyms=pseudonyms, system=system, max_chars=max_chars)
     with staged(out, force) as workdir:
         report = build(export, options, workdir)
-    console.print(_summary(report, out))
+    console.print(_summary(report))
+    console.print(f"wrote {out / 'train.jsonl'}, {out / 'heldout.jsonl'} and {out / 'report.json'}")
     for warning in report["warnings"]:
         click.echo(f"chatlike-runner: warning: {warning}", err=True)

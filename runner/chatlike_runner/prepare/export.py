@@ -23,6 +23,8 @@ HOW_TO_EXPORT = (
 # Where a chat object may sit: a bare single-chat export, a list of chats, or a full-account export.
 _CHAT_PREFIXES = frozenset({"", "item", "chats.list.item", "left_chats.list.item"})
 _META_KEYS = frozenset({"name", "type", "id"})
+# The fastest backend ijson found (yajl2_c when its C extension is built); its builder takes events pushed in.
+_BACKEND = ijson.get_backend(ijson.backend_name)
 
 
 @dataclass(frozen=True)
@@ -76,12 +78,17 @@ def _text(value: Any) -> str | None:
     return value if isinstance(value, str) else None
 
 
-def _one_array(events: Iterator[tuple], prefix: str) -> Iterator[tuple]:
-    """The events of the array that just started at prefix, ending after its end_array."""
+def _messages(events: Iterator[tuple], prefix: str) -> Iterator[Any]:
+    """Build the items of the array that just started at prefix, one at a time, stopping at its end."""
+    built = ijson.sendable_list()
+    builder = _BACKEND.items_basecoro(built, prefix + ".item")
     for event in events:
         if event[1] == "end_array" and event[0] == prefix:
             return
-        yield event
+        builder.send(event)
+        if built:
+            yield from built
+            del built[:]
 
 
 def chats(stream: BinaryIO) -> Iterator[tuple[Chat, Iterator[Any]]]:
@@ -115,9 +122,9 @@ def chats(stream: BinaryIO) -> Iterator[tuple[Chat, Iterator[Any]]]:
                 owner_name=" ".join(n for n in names if n) or None,
             )
             index += 1
-            array = _one_array(events, prefix)
-            yield chat, ijson.items(array, prefix + ".item")
-            for _ in array:  # skip what the caller left unread
+            messages = _messages(events, prefix)
+            yield chat, messages
+            for _ in messages:  # build what the caller left unread, to move past it
                 pass
         elif event in ("string", "number", "null") and prefix.rpartition(".")[2] in _META_KEYS:
             chat_prefix, _, key = prefix.rpartition(".")

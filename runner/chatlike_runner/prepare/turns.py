@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-import heapq
+from bisect import bisect_right
+from collections import deque
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from typing import NamedTuple
@@ -37,14 +38,23 @@ class Turn:
 
 
 def in_time_order(lines: Iterable[Line], window: int = REORDER_WINDOW) -> Iterator[Line]:
-    """Sort by time, stably, holding at most `window` lines: exports are in id order, which is nearly time order."""
-    heap: list[tuple[int, int, Line]] = []
-    for seq, line in enumerate(lines):
-        heapq.heappush(heap, (line.ts, seq, line))
-        if len(heap) > window:
-            yield heapq.heappop(heap)[2]
-    while heap:
-        yield heapq.heappop(heap)[2]
+    """Sort by time, stably, holding at most `window` lines: exports are in id order, which is nearly time order.
+
+    A line in order is appended; only a late one pays for an insertion.
+    """
+    buffer: deque[Line] = deque()
+    for line in lines:
+        if not buffer or line.ts >= buffer[-1].ts:
+            buffer.append(line)
+        else:
+            buffer.insert(bisect_right(buffer, line.ts, key=_ts), line)
+        if len(buffer) > window:
+            yield buffer.popleft()
+    yield from buffer
+
+
+def _ts(line: Line) -> int:
+    return line.ts
 
 
 def conversations(lines: Iterable[Line], *, merge: int, gap: int) -> Iterator[list[Turn]]:

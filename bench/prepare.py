@@ -1,0 +1,74 @@
+"""Benchmark `chatlike-runner prepare` on a ~1 GB synthetic export against a plain json.load of the same file.
+
+Both run as subprocesses; peak RSS comes from os.wait4's rusage of each one. Targets: prepare's peak RSS at most
+1/5 of json.load's and under 300 MiB, its time within 2x of json.load's.
+
+    .venv/bin/python bench/prepare.py            # ~1 GB
+    .venv/bin/python bench/prepare.py --mb 100   # quicker
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib.util
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import ijson
+
+REPO = Path(__file__).resolve().parents[1]
+# Bytes of export per personal-chat conversation made by examples/make_export.py (measured on the example).
+BYTES_PER_SESSION = 9_000
+LOAD = "import json, sys; d = json.load(open(sys.argv[1], 'rb')); " \
+       "print(sum(len(c['messages']) for k in ('chats', 'left_chats') for c in d.get(k, {}).get('list', [])))"
+
+
+def _make_export(path: Path, megabytes: int) -> None:
+    spec = importlib.util.spec_from_file_location("make_export", REPO / "examples" / "make_export.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    with path.open("w", encoding="utf-8") as out:
+        module.write_export(out, sessions=max(1, megabytes * 1_000_000 // BYTES_PER_SESSION))
+
+
+def _run(argv: list[str]) -> tuple[float, int, str]:
+    """Seconds, peak RSS in MiB and output of one subprocess, reaped with wait4 to read its own rusage."""
+    started = time.monotonic()
+    child = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    out = child.stdout.read().decode()
+    _, status, usage = os.wait4(child.pid, 0)
+    seconds = time.monotonic() - started
+    if os.waitstatus_to_exitcode(status) != 0:
+        sys.exit(f"{' '.join(argv[:4])} failed: {out[-2000:]}")
+    return seconds, usage.ru_maxrss // 1024, out
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--mb", type=int, default=1000, help="size of the synthetic export in MB")
+    args = parser.parse_args()
+    with tempfile.TemporaryDirectory(prefix="chatlike-bench-") as temp:
+        export = Path(temp) / "result.json"
+        started = time.monotonic()
+        _make_export(export, args.mb)
+        size = export.stat().st_size / 2**20
+        print(f"export: {size:.0f} MiB, made in {time.monotonic() - started:.0f} s")
+        prep_s, prep_rss, _ = _run([sys.executable, "-m", "chatlike_runner", "prepare", str(export), "-o",
+                                    str(Path(temp) / "out")])
+        report = json.loads((Path(temp) / "out" / "report.json").read_text())
+        load_s, load_rss, count = _run([sys.executable, "-c", LOAD, str(export)])
+        messages = int(count.split()[-1])
+    print(f"ijson backend: {ijson.backend_name}; {messages} messages, {report['samples']['train']} train samples")
+    print(f"prepare:   {prep_s:7.1f} s  {messages / prep_s:10.0f} messages/s  peak RSS {prep_rss:6d} MiB")
+    print(f"json.load: {load_s:7.1f} s  {messages / load_s:10.0f} messages/s  peak RSS {load_rss:6d} MiB")
+    print(f"ratios: time {prep_s / load_s:.2f}x json.load (target <= 2), "
+          f"peak RSS {prep_rss / load_rss:.3f}x json.load (target <= 0.2), {prep_rss} MiB (target < 300)")
+
+
+if __name__ == "__main__":
+    main()

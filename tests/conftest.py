@@ -2,21 +2,18 @@
 
 from __future__ import annotations
 
-import hashlib
-import io
 import os
 import subprocess
 import sys
-import tarfile
 from pathlib import Path
 
 import pytest
 
+from standin import image as standin
+from standin.image import BUSYBOX
+
 HERE = Path(__file__).parent
 IN_CI = os.environ.get("CI") == "true"
-STANDIN_SCRIPT = HERE / "standin" / "chatlike-train"
-BUSYBOX = Path("/bin/busybox")
-STANDIN_UID = 1000
 
 
 def need(reason: str) -> None:
@@ -38,58 +35,12 @@ def docker_client():
     return client
 
 
-def _standin_rootfs() -> bytes:
-    """A busybox root filesystem with the stand-in entrypoint, as an uncompressed tar."""
-    if not BUSYBOX.exists():
-        need("busybox-static is not installed (apt-get install busybox-static)")
-    applets = subprocess.run([BUSYBOX, "--list"], capture_output=True, text=True, check=True).stdout.split()
-    buffer = io.BytesIO()
-    with tarfile.open(fileobj=buffer, mode="w") as tar:
-
-        def add(name: str, *, data: bytes | None = None, mode: int = 0o644, uid: int = 0, link: str | None = None):
-            info = tarfile.TarInfo(name)
-            info.uid = info.gid = uid
-            info.mode = mode
-            if link is not None:
-                info.type, info.linkname = tarfile.SYMTYPE, link
-                tar.addfile(info)
-            elif data is None:
-                info.type = tarfile.DIRTYPE
-                tar.addfile(info)
-            else:
-                info.size = len(data)
-                tar.addfile(info, io.BytesIO(data))
-
-        for folder in ("bin", "etc", "tmp", "usr", "usr/local", "usr/local/bin", "chatlike"):
-            add(folder, mode=0o1777 if folder == "tmp" else 0o755)
-        for folder in ("chatlike/input", "chatlike/output", "chatlike/cache"):
-            add(folder, mode=0o755, uid=STANDIN_UID)
-        add("bin/busybox", data=BUSYBOX.read_bytes(), mode=0o755)
-        for applet in applets:
-            if applet != "busybox":
-                add(f"bin/{applet}", link="busybox")
-        add("etc/passwd", data=f"root:x:0:0::/root:/bin/sh\ntrainer:x:{STANDIN_UID}:{STANDIN_UID}::/tmp:/bin/sh\n".encode())
-        add("etc/group", data=f"root:x:0:\ntrainer:x:{STANDIN_UID}:\n".encode())
-        add("usr/local/bin/chatlike-train", data=STANDIN_SCRIPT.read_bytes(), mode=0o755)
-    return buffer.getvalue()
-
-
 @pytest.fixture(scope="session")
 def standin_image(docker_client) -> str:
     """Test fixture: a tiny image that stands in for the CUDA training image. Returns its tag."""
-    rootfs = _standin_rootfs()
-    tag = hashlib.sha256(rootfs).hexdigest()[:12]
-    ref = f"chatlike-test/standin:{tag}"
-    try:
-        docker_client.images.get(ref)
-    except Exception:
-        docker_client.api.import_image_from_data(
-            rootfs,
-            repository="chatlike-test/standin",
-            tag=tag,
-            changes=[f"USER {STANDIN_UID}:{STANDIN_UID}", "ENV PATH=/usr/local/bin:/bin", 'CMD ["chatlike-train"]'],
-        )
-    return ref
+    if not BUSYBOX.exists():
+        need("busybox-static is not installed (apt-get install busybox-static)")
+    return standin.ensure(docker_client)
 
 
 @pytest.fixture

@@ -1,7 +1,6 @@
 """Artifacts: copy a run's output volume home, with its log and manifest, published atomically.
 
-The output arrives as a tar stream that is unpacked as it comes (memory stays bounded whatever
-the adapter's size) into a hidden folder next to the destination; only when everything is there,
+The output arrives as a tar stream that is unpacked as it comes (see unpack.py) into a hidden folder next to the destination; only when everything is there,
 manifest last, is the folder renamed to its final name. A run that has not ended on its own (a
 snapshot of a running run, or one stopped by Ctrl-C) lands in `<run-id>.partial`, never under the
 name of a finished run.
@@ -9,98 +8,24 @@ name of a finished run.
 
 from __future__ import annotations
 
-import contextlib
 import errno
-import io
 import json
 import os
 import platform
 import shutil
 import sys
-import tarfile
 import tempfile
 import time
-from collections.abc import Callable, Iterator
-from pathlib import Path, PurePosixPath
+from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 from . import __version__
 from . import constants as c
 from .errors import ChatlikeError
 
-CHUNK = 1 << 20
 MANIFEST = "manifest.json"
 CONTAINER_LOG = "logs/container.log"
-
-
-class _ChunkReader(io.RawIOBase):
-    """A file-like view of an iterator of byte chunks."""
-
-    def __init__(self, chunks: Iterator[bytes]) -> None:
-        self._chunks = chunks
-        self._view = memoryview(b"")
-
-    def readable(self) -> bool:
-        return True
-
-    def readinto(self, buffer: Any) -> int:
-        while not self._view:
-            try:
-                self._view = memoryview(next(self._chunks))
-            except StopIteration:
-                return 0
-        size = min(len(buffer), len(self._view))
-        buffer[:size] = self._view[:size]
-        self._view = self._view[size:]
-        return size
-
-
-@contextlib.contextmanager
-def open_tar(chunks: Iterator[bytes]) -> Iterator[tarfile.TarFile]:
-    """A streaming (forward-only) tar reader over chunks; the chunks are closed after it."""
-    reader = io.BufferedReader(_ChunkReader(chunks), buffer_size=CHUNK)
-    try:
-        with tarfile.open(fileobj=reader, mode="r|", bufsize=CHUNK, copybufsize=CHUNK) as tar:
-            yield tar
-    finally:
-        close = getattr(chunks, "close", None)
-        if close is not None:
-            close()
-
-
-def extract(chunks: Iterator[bytes], dest: Path) -> list[dict[str, Any]]:
-    """Unpack a `docker cp`-style tar of one folder into `dest`, dropping its top folder.
-
-    Only folders and regular files are written, and only inside `dest`; links and devices are
-    skipped. Returns the files written, with sizes.
-    """
-    files = []
-    with open_tar(chunks) as tar:
-        for member in tar:
-            inner = PurePosixPath(member.name.partition("/")[2])
-            if not inner.parts or inner.is_absolute() or ".." in inner.parts:
-                continue
-            target = dest.joinpath(*inner.parts)
-            if member.isdir():
-                target.mkdir(parents=True, exist_ok=True)
-            elif member.isfile():
-                target.parent.mkdir(parents=True, exist_ok=True)
-                source = tar.extractfile(member)
-                with target.open("wb") as handle:
-                    shutil.copyfileobj(source, handle, CHUNK)
-                target.chmod(0o755 if member.mode & 0o100 else 0o644)
-                files.append({"path": str(inner), "size": member.size})
-    return files
-
-
-def read_member(chunks: Iterator[bytes]) -> bytes:
-    """The content of the single small file in a `get_archive` tar."""
-    with open_tar(chunks) as tar:
-        for member in tar:
-            handle = tar.extractfile(member)
-            if handle is not None:
-                return handle.read()
-    return b""
 
 
 def parse_sums(text: str) -> dict[str, str]:

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import os
+import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -21,6 +22,7 @@ from .errors import ChatlikeError
 from .follow import follow, uninterruptible
 from .plan import RunPlan
 from .progress import Display, Redactor
+from .unpack import unpack
 
 OOM_EXIT = 137
 INTERRUPTED_EXIT = 130
@@ -105,8 +107,10 @@ def collect(engine: Engine, container: Container, out_dir: Path, stopped: bool =
     status = artifacts.status_of(state, stopped=stopped)
 
     def fill(tmp: Path) -> dict[str, Any]:
-        files = artifacts.extract(engine.archive(container, c.OUTPUT_DIR), tmp)
-        sums = artifacts.read_member(engine.archive(container, f"{c.INPUT_DIR}/{c.INPUT_SUMS}"))
+        files = unpack(engine.archive(container, c.OUTPUT_DIR), tmp)
+        with tempfile.TemporaryDirectory(dir=tmp.parent) as inputs:
+            unpack(engine.archive(container, f"{c.INPUT_DIR}/{c.INPUT_SUMS}"), Path(inputs), strip=0)
+            sums = (Path(inputs) / c.INPUT_SUMS).read_text(encoding="utf-8", errors="replace")
         log = tmp / artifacts.CONTAINER_LOG
         log.parent.mkdir(parents=True, exist_ok=True)
         redact = redactor(flags)
@@ -125,7 +129,7 @@ def collect(engine: Engine, container: Container, out_dir: Path, stopped: bool =
             flags=flags,
             image=image,
             engine=engine.info(),
-            inputs=artifacts.parse_sums(sums.decode("utf-8", "replace")),
+            inputs=artifacts.parse_sums(sums),
             files=files,
         )
 

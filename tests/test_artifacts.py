@@ -1,0 +1,142 @@
+"""Staging and collecting without an engine: tar streams in and out, atomic publishing."""
+
+from __future__ import annotations
+
+import errno
+import hashlib
+import io
+import json
+import tarfile
+from pathlib import Path
+
+import pytest
+
+from chatlike_runner import constants as c
+from chatlike_runner.artifacts import destination, publish
+from chatlike_runner.errors import ChatlikeError
+from chatlike_runner.plan import build_plan
+from chatlike_runner.stage import input_archive
+from chatlike_runner.unpack import Unpacker, unpack
+
+
+def tar_bytes(members: list[tuple[str, bytes | None]], fmt: int = tarfile.PAX_FORMAT) -> bytes:
+    buffer = io.BytesIO()
+    with tarfile.open(fileobj=buffer, mode="w", format=fmt) as tar:
+        for name, data in members:
+            info = tarfile.TarInfo(name)
+            if data is None:
+                info.type = tarfile.DIRTYPE
+                tar.addfile(info)
+            else:
+                info.size = len(data)
+                tar.addfile(info, io.BytesIO(data))
+    return buffer.getvalue()
+
+
+def pieces(data: bytes, size: int):
+    return iter([data[i : i + size] for i in range(0, len(data), size)])
+
+
+@pytest.mark.parametrize("piece", [1, 7, 512, 32 * 1024])
+@pytest.mark.parametrize("fmt", [tarfile.PAX_FORMAT, tarfile.GNU_FORMAT, tarfile.USTAR_FORMAT])
+def test_unpack_any_split(tmp_path, piece, fmt):
+    long_name = "output/" + "deep/" * 30 + "adapter_model.safetensors"  # needs pax or GNU long names
+    members = [("output", None), ("output/checkpoint-1", None), ("output/checkpoint-1/state.json", b"{}"),
+               ("output/empty", b""), ("output/a.bin", bytes(range(256)) * 41)]
+    if fmt != tarfile.USTAR_FORMAT:
+        members.append((long_name, b"weights"))
+    files = unpack(pieces(tar_bytes(members, fmt), piece), tmp_path)
+    assert (tmp_path / "checkpoint-1" / "state.json").read_bytes() == b"{}"
+    assert (tmp_path / "a.bin").read_bytes() == bytes(range(256)) * 41
+    assert (tmp_path / "empty").read_bytes() == b""
+    assert {"path": "a.bin", "size": 256 * 41} in files
+    if fmt != tarfile.USTAR_FORMAT:
+        assert (tmp_path / long_name.partition("/")[2]).read_bytes() == b"weights"
+
+
+def test_unpack_refuses_to_leave_its_folder(tmp_path):
+    dest = tmp_path / "dest"
+    dest.mkdir()
+    buffer = io.BytesIO()
+    with tarfile.open(fileobj=buffer, mode="w") as tar:
+        link = tarfile.TarInfo("output/link")
+        link.type, link.linkname = tarfile.SYMTYPE, "/etc"
+        tar.addfile(link)
+        for name in ("output/../../escape", "/etc/evil", "output/link/evil", "output/ok"):
+            info = tarfile.TarInfo(name)
+            info.size = 1
+            tar.addfile(info, io.BytesIO(b"x"))
+    files = unpack(iter([buffer.getvalue()]), dest)
+    assert [f["path"] for f in files] == ["link/evil", "ok"]
+    assert not (dest / "link").is_symlink()
+    assert sorted(str(p.relative_to(tmp_path)) for p in tmp_path.rglob("*")) == ["dest", "dest/link", "dest/link/evil", "dest/ok"]
+
+
+def test_a_truncated_stream_is_an_error(tmp_path):
+    data = tar_bytes([("output/big", b"z" * 5000)])
+    with pytest.raises(ChatlikeError, match="middle of a file"):
+        unpack(iter([data[:3000]]), tmp_path)
+    with pytest.raises(ChatlikeError, match="malformed"):
+        with Unpacker(tmp_path) as unpacker:
+            unpacker.feed(b"\1" * 512)
+
+
+def test_staged_archive_holds_config_data_and_their_sums(workdir):
+    plan = build_plan(workdir / "config.yml", environ={})
+    digests: dict[str, str] = {}
+    data = b"".join(input_archive(plan, digests))
+    with tarfile.open(fileobj=io.BytesIO(data)) as tar:
+        names = tar.getnames()
+        sums = tar.extractfile(c.INPUT_SUMS).read().decode()
+        staged = tar.extractfile("data/train.jsonl").read()
+    assert names == [c.CONFIG_NAME, c.ORIGINAL_CONFIG_NAME, "data", "data/train.jsonl", c.INPUT_SUMS]
+    assert staged == (workdir / "data" / "train.jsonl").read_bytes()
+    expected = hashlib.sha256(staged).hexdigest()
+    assert digests["data/train.jsonl"] == expected and f"{expected}  data/train.jsonl" in sums
+
+
+def test_staging_a_folder_keeps_its_tree(workdir):
+    folder = workdir / "dataset"
+    (folder / "part").mkdir(parents=True)
+    (folder / "part" / "a.jsonl").write_text("{}\n")
+    plan = build_plan(workdir / "config.yml", data=folder, environ={})
+    digests: dict[str, str] = {}
+    with tarfile.open(fileobj=io.BytesIO(b"".join(input_archive(plan, digests)))) as tar:
+        assert "data/dataset/part/a.jsonl" in tar.getnames()
+    assert "data/dataset/part/a.jsonl" in digests
+
+
+def _fill(files: dict[str, bytes]):
+    def fill(tmp: Path) -> dict:
+        for name, data in files.items():
+            (tmp / name).write_bytes(data)
+        return {"run_id": "r1"}
+
+    return fill
+
+
+def test_publish_is_atomic_and_never_replaces_a_finished_run(tmp_path):
+    final = publish(tmp_path, "r1", True, _fill({"adapter": b"1"}))
+    assert final == tmp_path / "r1" and json.loads((final / "manifest.json").read_text()) == {"run_id": "r1"}
+    with pytest.raises(ChatlikeError, match="already exists"):
+        publish(tmp_path, "r1", True, _fill({"adapter": b"2"}))
+    assert (final / "adapter").read_bytes() == b"1"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["r1"]
+
+
+def test_snapshots_are_replaced_then_removed_by_the_finished_run(tmp_path):
+    publish(tmp_path, "r2", False, _fill({"adapter": b"old"}))
+    partial = publish(tmp_path, "r2", False, _fill({"adapter": b"new"}))
+    assert partial == destination(tmp_path, "r2", False) and (partial / "adapter").read_bytes() == b"new"
+    publish(tmp_path, "r2", True, _fill({"adapter": b"done"}))
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["r2"]
+
+
+def test_a_full_disk_publishes_nothing(tmp_path):
+    def fill(tmp: Path) -> dict:
+        (tmp / "half").write_bytes(b"x")
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    with pytest.raises(ChatlikeError, match="no space left .* nothing was published"):
+        publish(tmp_path, "r3", True, fill)
+    assert list(tmp_path.iterdir()) == []

@@ -3,7 +3,7 @@ PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
 
-.PHONY: setup test bench clean
+.PHONY: setup train test bench clean
 
 $(BIN)/chatlike-runner: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -12,6 +12,13 @@ $(BIN)/chatlike-runner: pyproject.toml
 	touch $@
 
 setup: $(BIN)/chatlike-runner
+
+# The main job: the bundled example export (or your own data/train.jsonl), trained on every GPU.
+train: setup data/train.jsonl
+	$(BIN)/chatlike-runner start configs/llama-3.1-8b-qlora.yml --gpus all $(TRAIN_ARGS)
+
+data/train.jsonl:
+	$(BIN)/chatlike-runner prepare -o data
 
 test: setup
 	$(BIN)/pytest

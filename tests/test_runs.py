@@ -202,8 +202,10 @@ def test_detach_attach_fetch_logs_ls_rm(cli, workdir, standin_image, docker_clie
     assert json.loads((final / "manifest.json").read_text())["status"] == "succeeded"
     assert not partial.exists(), "the snapshot goes once the finished run is published"
 
-    again = cli("fetch", run_id)
-    assert again.returncode == 2 and "already exists" in again.stderr
+    collected_at = json.loads((final / "manifest.json").read_text())["collected_at"]
+    again = cli("fetch", run_id)  # a finished run's copy is whole: nothing to do
+    assert again.returncode == 0 and str(final) in again.stdout, again.stderr
+    assert json.loads((final / "manifest.json").read_text())["collected_at"] == collected_at
 
     logs = cli("logs", run_id, check=True).stdout
     assert "training finished after 40 steps" in logs

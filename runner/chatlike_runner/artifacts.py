@@ -85,6 +85,15 @@ def destination(out_dir: Path, run_id: str, complete: bool) -> Path:
     return out_dir / (run_id if complete else f"{run_id}.partial")
 
 
+def is_published(path: Path, run_id: str) -> bool:
+    """Whether `path` holds the finished copy of `run_id` (its manifest says so)."""
+    try:
+        record = json.loads((path / MANIFEST).read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return False
+    return record.get("run_id") == run_id and record.get("complete") is True
+
+
 def publish(
     out_dir: Path,
     run_id: str,
@@ -99,7 +108,7 @@ def publish(
     """
     final = destination(out_dir, run_id, complete)
     if complete and final.exists():
-        raise ChatlikeError(f"{final} already exists; move it away to fetch run {run_id} again")
+        raise ChatlikeError(f"{final} already exists and is not run {run_id}'s copy; move it away, or pass --out")
     try:
         out_dir.mkdir(parents=True, exist_ok=True)
         tmp = Path(tempfile.mkdtemp(prefix=f".{run_id}.", suffix=".incoming", dir=out_dir))

@@ -105,6 +105,10 @@ def collect(engine: Engine, container: Container, out_dir: Path, stopped: bool =
     flags = json.loads(container.labels.get(c.LABEL_PLAN, "{}"))
     state = engine.state(container)
     status = artifacts.status_of(state, stopped=stopped)
+    complete = status not in ("running", "stopped")
+    published = artifacts.destination(out_dir, run_id, True)
+    if complete and artifacts.is_published(published, run_id):
+        return published  # a finished run does not change: the copy home is already whole
 
     def fill(tmp: Path) -> dict[str, Any]:
         files = unpack(engine.archive(container, c.OUTPUT_DIR), tmp)
@@ -133,7 +137,7 @@ def collect(engine: Engine, container: Container, out_dir: Path, stopped: bool =
             files=files,
         )
 
-    return artifacts.publish(out_dir, run_id, status not in ("running", "stopped"), fill)
+    return artifacts.publish(out_dir, run_id, complete, fill)
 
 
 def attach(host: str | None, ref: str, out_dir: Path, console: Console) -> Outcome:
@@ -174,7 +178,7 @@ def remove(host: str | None, ref: str, out_dir: Path, *, force: bool, cache: boo
     state = engine.state(container)
     if state.get("Running") and not force:
         raise ChatlikeError(f"run {run_id} is still running; `chatlike-runner stop {run_id}` first, or pass --force")
-    if not force and not (artifacts.destination(out_dir, run_id, True) / artifacts.MANIFEST).exists():
+    if not force and not artifacts.is_published(artifacts.destination(out_dir, run_id, True), run_id):
         raise ChatlikeError(
             f"run {run_id}'s outputs were never fetched into {out_dir}; "
             f"`chatlike-runner fetch {run_id}` first (or pass --out), or --force to discard them"

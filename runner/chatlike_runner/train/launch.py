@@ -65,7 +65,8 @@ class _Forwarder:
             _signal_group(self.process.pid, signal.SIGKILL)
             return
         self.received = signal.Signals(signum)
-        print(f"\nchatlike-train: got {self.received.name}; asking the trainer to save a checkpoint and stop", flush=True)
+        # os.write, not print: the main loop may be inside sys.stdout's buffer (a reentrant write raises).
+        os.write(1, f"\nchatlike-train: got {self.received.name}; asking the trainer to save a checkpoint and stop\n".encode())
         ranks = _children(self.process.pid) if self.multi else [self.process.pid]
         for pid in ranks or [self.process.pid]:
             try:

@@ -7,6 +7,7 @@ multi-GPU run stop at its own step, which deadlocks the save. Here every rank ag
 
 from __future__ import annotations
 
+import os
 import signal
 
 from axolotl.integrations.base import BasePlugin
@@ -23,7 +24,8 @@ class StopOnSignalCallback(TrainerCallback):
 
     def _request(self, signum, frame) -> None:
         self.requested = True
-        print(f"chatlike-train: got {signal.Signals(signum).name}; saving a checkpoint after this step", flush=True)
+        # os.write, not print: the signal may arrive inside a print to the same stream.
+        os.write(1, f"\nchatlike-train: got {signal.Signals(signum).name}; saving a checkpoint after this step\n".encode())
 
     def on_train_begin(self, args, state, control, **kwargs):
         for signum in STOP_SIGNALS:

@@ -13,7 +13,7 @@ from collections import Counter
 from collections.abc import Iterable, Iterator
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, TextIO
 
 import ijson
 
@@ -114,7 +114,7 @@ class Identity:
 class Builder:
     """Turns the chats of one export into spooled samples, counting everything it keeps and drops."""
 
-    def __init__(self, options: Options, spool: Any) -> None:
+    def __init__(self, options: Options, spool: TextIO) -> None:
         self.options = options
         self.spool = spool
         self.tally = Tally()

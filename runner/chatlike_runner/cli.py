@@ -26,6 +26,7 @@ out_option = click.option(
     type=click.Path(file_okay=False, path_type=Path),
     default=Path("outputs"),
     show_default=True,
+    callback=lambda _ctx, _param, value: value.expanduser().resolve(),
     help="Folder that receives OUT/<run-id>/.",
 )
 

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
@@ -77,17 +78,15 @@ def follow_and_collect(
 
 
 def _interrupt(engine: Engine, container: Container, out_dir: Path, console: Console, timeout: int) -> Outcome:
+    """Stop the run, save what it wrote, remove it. Further Ctrl-Cs only print a notice: the
+    runner exits right after, so the handler is not restored."""
     run_id = container.labels[c.LABEL_RUN]
-
-    def notice() -> None:
-        console.print("still cleaning up; the run's container is being stopped and its outputs saved", style="yellow")
-
-    with uninterruptible(notice):
-        console.print(f"stopping run {run_id} (up to {timeout}s for it to save)...", style="yellow")
-        engine.stop(container, timeout)
-        path = collect(engine, container, out_dir, stopped=True)
-        engine.remove_run(run_id)
-    console.print(f"run {run_id} stopped; what it had written is in {path}", highlight=False)
+    notice = "still cleaning up: the run is being stopped and its outputs saved"
+    signal.signal(signal.SIGINT, lambda *_: console.print(notice, style="yellow"))
+    console.print(f"stopping run {run_id} (up to {timeout}s for it to save)...", style="yellow")
+    engine.stop(container, timeout)
+    path = collect(engine, container, out_dir, stopped=True)
+    engine.remove_run(run_id)
     return Outcome(run_id, INTERRUPTED_EXIT, "stopped", path)
 
 

@@ -2,8 +2,10 @@
 PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
+# The training stack (Axolotl on CPU) for the tests of chatlike-train outside the image.
+TRAIN_VENV ?= .venv-train
 
-.PHONY: setup train test bench clean
+.PHONY: setup train-venv train test bench clean
 
 $(BIN)/chatlike-runner: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -13,6 +15,14 @@ $(BIN)/chatlike-runner: pyproject.toml
 
 setup: $(BIN)/chatlike-runner
 
+$(TRAIN_VENV)/bin/chatlike-train: pyproject.toml
+	$(PYTHON) -m venv $(TRAIN_VENV)
+	$(TRAIN_VENV)/bin/pip install --quiet torch==2.13.0 axolotl==0.19.0
+	$(TRAIN_VENV)/bin/pip install --quiet --no-deps -e .
+	touch $@
+
+train-venv: $(TRAIN_VENV)/bin/chatlike-train
+
 # The main job: the bundled example export (or your own data/train.jsonl), trained on every GPU.
 train: setup data/train.jsonl
 	$(BIN)/chatlike-runner start configs/llama-3.1-8b-qlora.yml --gpus all $(TRAIN_ARGS)
@@ -20,11 +30,11 @@ train: setup data/train.jsonl
 data/train.jsonl:
 	$(BIN)/chatlike-runner prepare -o data
 
-test: setup
+test: setup train-venv
 	$(BIN)/pytest
 
 bench: setup
 	$(BIN)/python bench/copy_out.py
 
 clean:
-	rm -rf $(VENV) .pytest_cache
+	rm -rf $(VENV) $(TRAIN_VENV) .pytest_cache

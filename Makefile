@@ -15,13 +15,16 @@ $(BIN)/chatlike-runner: pyproject.toml
 
 setup: $(BIN)/chatlike-runner
 
-$(TRAIN_VENV)/bin/chatlike-train: pyproject.toml
+$(TRAIN_VENV)/bin/axolotl:
 	$(PYTHON) -m venv $(TRAIN_VENV)
 	$(TRAIN_VENV)/bin/pip install --quiet torch==2.13.0 axolotl==0.19.0
+	touch $@
+
+$(TRAIN_VENV)/.chatlike: $(TRAIN_VENV)/bin/axolotl pyproject.toml
 	$(TRAIN_VENV)/bin/pip install --quiet --no-deps -e .
 	touch $@
 
-train-venv: $(TRAIN_VENV)/bin/chatlike-train
+train-venv: $(TRAIN_VENV)/.chatlike
 
 # The main job: the bundled example export (or your own data/train.jsonl), trained on every GPU.
 train: setup data/train.jsonl

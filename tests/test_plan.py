@@ -134,3 +134,15 @@ def test_bad_flags(workdir):
         build_plan(config, ulimits=["stack=1", "stack=2"], environ={})
     with pytest.raises(ChatlikeError, match="dataset"):
         build_plan(config, data=workdir / "absent.jsonl", environ={})
+
+
+@pytest.mark.parametrize(
+    ("gpus", "expected"),
+    [("all", {"Count": -1}), ("2", {"Count": 2}), ("0,1", {"DeviceIDs": ["0", "1"]})],
+)
+def test_gpu_requests_become_docker_device_requests(gpus, expected):
+    from chatlike_runner.engine import _device_request
+
+    request = _device_request(parse_gpus(gpus))
+    assert request["Capabilities"] == [["gpu"]] and request["Driver"] == ""
+    assert {key: request[key] for key in expected} == expected

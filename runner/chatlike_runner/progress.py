@@ -38,9 +38,9 @@ class TrainingState:
             self.metrics[name] = float(value)
         return False
 
-    def summary(self) -> str:
+    def summary(self, step: bool = True) -> str:
         parts = []
-        if self.step is not None:
+        if step and self.step is not None:
             parts.append(f"step {self.step}/{self.total}")
         for name, label in (("loss", "loss"), ("eval_loss", "eval loss"), ("learning_rate", "lr")):
             if name in self.metrics:
@@ -108,7 +108,7 @@ class Display:
             if not is_bar:
                 self._bar.console.print(line, markup=False, highlight=False, style="dim")
             self._bar.update(
-                self._task, completed=self.state.step or 0, total=self.state.total, summary=self.state.summary()
+                self._task, completed=self.state.step or 0, total=self.state.total, summary=self.state.summary(step=False)
             )
             return
         if not is_bar:

@@ -212,24 +212,22 @@ def parse_env_names(names: Sequence[str], environ: Mapping[str, str]) -> tuple[s
     return tuple(dict.fromkeys(chosen))
 
 
-def load_config(path: Path) -> dict:
-    """The Axolotl config as a mapping, or one clear error."""
+def load_config(path: Path, error: type[ChatlikeError] = ChatlikeError) -> dict:
+    """The Axolotl config as a mapping, or one clear `error`."""
     try:
-        text = path.read_text(encoding="utf-8")
+        raw = yaml.safe_load(path.read_text(encoding="utf-8"))
     except FileNotFoundError:
-        raise ChatlikeError(f"config {path} does not exist; pass the path of an Axolotl YAML file") from None
+        raise error(f"config {path} does not exist; pass the path of an Axolotl YAML file") from None
     except IsADirectoryError:
-        raise ChatlikeError(f"config {path} is a folder; pass the path of an Axolotl YAML file") from None
+        raise error(f"config {path} is a folder; pass the path of an Axolotl YAML file") from None
     except (OSError, UnicodeDecodeError) as exc:
-        raise ChatlikeError(f"config {path} cannot be read ({exc}); check its permissions and encoding") from None
-    try:
-        raw = yaml.safe_load(text)
+        raise error(f"config {path} cannot be read ({exc}); check its permissions and encoding") from None
     except yaml.YAMLError as exc:
         where = getattr(exc, "problem_mark", None)
         line = f" at line {where.line + 1}" if where else ""
-        raise ChatlikeError(f"config {path} is not valid YAML{line}; fix it and try again") from None
+        raise error(f"config {path} is not valid YAML{line}; fix it and try again") from None
     if not isinstance(raw, dict):
-        raise ChatlikeError(f"config {path} is not a YAML mapping of Axolotl options")
+        raise error(f"config {path} is not a YAML mapping of Axolotl options")
     return raw
 
 

@@ -9,6 +9,7 @@ from pathlib import Path
 
 import yaml
 
+from ..plan import load_config
 from .errors import TrainError
 
 # Added to every run's plugins: saves a checkpoint and stops cleanly on SIGTERM (see stop.py).
@@ -21,19 +22,7 @@ EFFECTIVE_NAME = "train-config.yml"
 
 def load(path: Path) -> dict:
     """The YAML mapping in path, or a TrainError that says what is wrong with the file."""
-    try:
-        raw = yaml.safe_load(path.read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise TrainError(f"config {path} does not exist; pass the path of an Axolotl YAML file") from None
-    except (OSError, UnicodeDecodeError) as exc:
-        raise TrainError(f"config {path} cannot be read ({exc})") from None
-    except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        where = f" at line {mark.line + 1}" if mark else ""
-        raise TrainError(f"config {path} is not valid YAML{where}; fix it and try again") from None
-    if not isinstance(raw, dict):
-        raise TrainError(f"config {path} is not a YAML mapping of Axolotl options")
-    return raw
+    return load_config(path, TrainError)
 
 
 def find_file(name: str, roots: Sequence[Path]) -> Path | None:

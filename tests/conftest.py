@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -61,6 +62,13 @@ def workdir(tmp_path, monkeypatch) -> Path:
         "output_dir: ./outputs/lora-out\n"
     )
     return tmp_path
+
+
+def started_run(output: str) -> str:
+    """The run id in the runner's `run ID started on HOST` line."""
+    match = re.search(r"^run (\S+) started on ", output, re.MULTILINE)
+    assert match, output
+    return match.group(1)
 
 
 def runner_cmd(*args: str) -> list[str]:

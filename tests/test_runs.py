@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import IN_CI, need, runner_cmd
+from conftest import need, runner_cmd, started_run
 
 pytestmark = pytest.mark.engine
 
@@ -132,6 +132,15 @@ def test_bad_input_is_one_line_and_leaves_nothing(cli, standin_image, leftovers,
     assert leftovers() == []
 
 
+def test_an_invalid_config_stops_before_training(cli, standin_image, leftovers):
+    message = "unknown key 'lora_alpah' (did you mean 'lora_alpha'?)"
+    result = cli("start", "config.yml", "--image", standin_image, "--env", "STANDIN_INVALID", env={"STANDIN_INVALID": message})
+    assert result.returncode == 2
+    assert result.stderr.strip().splitlines() == [f"chatlike-runner: the config or dataset is not valid: {message}"]
+    assert "started" not in result.stdout
+    assert leftovers() == []
+
+
 def test_small_memlock_is_configurable(cli, standin_image, docker_client, workdir, leftovers):
     result = cli("start", "config.yml", "--image", standin_image, "--ulimit", "memlock=8388608", "--ulimit", "stack=67108864", "--shm-size", "256m")
     assert result.returncode == 0, result.stderr
@@ -163,14 +172,17 @@ SLOW_ARGS = ("--env", "STANDIN_STEPS", "--env", "STANDIN_STEP_SECONDS")
 
 
 def test_ctrl_c_stops_collects_partial_and_cleans_up(workdir, standin_image, leftovers):
-    process = _popen(workdir, "start", "config.yml", "--image", standin_image, *SLOW_ARGS, env=SLOW)
+    env = {**SLOW, "STANDIN_SAVE_SECONDS": "3"}
+    process = _popen(workdir, "start", "config.yml", "--image", standin_image, *SLOW_ARGS,
+                     "--env", "STANDIN_SAVE_SECONDS", env=env)
     _wait_for(process, "[progress] step 3/300")
     process.send_signal(signal.SIGINT)
-    time.sleep(0.3)
-    process.send_signal(signal.SIGINT)  # a second Ctrl-C must not abort the clean-up
+    _wait_for(process, "stopping run")
+    time.sleep(0.5)
+    process.send_signal(signal.SIGINT)  # while the run saves: must not abort the clean-up
     output = process.communicate(timeout=60)[0]
     assert process.returncode == 130, output
-    assert "Traceback" not in output
+    assert "still cleaning up" in output and "Traceback" not in output
     assert leftovers() == []
     outputs = workdir / "outputs"
     (partial,) = [p for p in outputs.iterdir()]
@@ -185,7 +197,7 @@ def test_detach_attach_fetch_logs_ls_rm(cli, workdir, standin_image, docker_clie
                   env={"STANDIN_STEPS": "40", "STANDIN_STEP_SECONDS": "0.1"})
     assert started.returncode == 0, started.stderr
     assert "chatlike-runner attach" in started.stdout
-    run_id = started.stdout.split()[1]
+    run_id = started_run(started.stdout)
     listing = cli("ls", check=True).stdout
     assert run_id in listing and "running" in listing
 
@@ -218,7 +230,7 @@ def test_detach_attach_fetch_logs_ls_rm(cli, workdir, standin_image, docker_clie
 
 
 def test_rm_refuses_to_lose_unfetched_outputs(cli, standin_image, workdir, leftovers):
-    run_id = cli("start", "config.yml", "--image", standin_image, "--detach", check=True).stdout.split()[1]
+    run_id = started_run(cli("start", "config.yml", "--image", standin_image, "--detach", check=True).stdout)
     cli("stop", run_id, "--timeout", "5", check=True)
     refused = cli("rm", run_id, "--out", "elsewhere")
     assert refused.returncode == 2 and "never fetched" in refused.stderr
@@ -230,7 +242,7 @@ def test_losing_the_client_never_stops_the_run(workdir, standin_image, cli, left
     env = {"STANDIN_STEPS": "30", "STANDIN_STEP_SECONDS": "0.1"}
     process = _popen(workdir, "start", "config.yml", "--image", standin_image, *SLOW_ARGS, env=env)
     seen = _wait_for(process, "[progress] step 2/30")
-    run_id = seen.split("run ", 1)[1].split()[0]
+    run_id = started_run(seen)
     process.kill()  # closed laptop, dropped ssh
     process.wait()
     attached = cli("attach", run_id)

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import need
+from conftest import need, started_run
 
 pytestmark = pytest.mark.engine
 SSHD = Path("/usr/sbin/sshd")
@@ -85,7 +85,7 @@ def test_a_whole_run_over_ssh(cli, ssh_host, standin_image, workdir, docker_clie
     assert (out / "adapter_model.safetensors").stat().st_size == 4096 * 1024
 
     detached = cli("start", "config.yml", "--image", standin_image, "--host", url, "--detach", check=True)
-    run_id = detached.stdout.split()[1]
+    run_id = started_run(detached.stdout)
     listing = cli("ls", "--host", url, check=True).stdout
     assert run_id in listing
     fetched = cli("attach", run_id, "--host", url)

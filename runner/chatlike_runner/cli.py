@@ -67,9 +67,11 @@ def cli() -> None:
 @click.option("--ulimit", "ulimits", multiple=True, metavar="NAME=SOFT[:HARD]", help="A ulimit such as memlock=-1 or stack=67108864; repeatable.")
 @click.option("--env", "env", multiple=True, metavar="NAME", help="Pass this variable from your shell, by name; repeatable. HF_TOKEN and WANDB_API_KEY pass when set.")
 @click.option("--detach", "-d", is_flag=True, help="Start and return at once; `attach` or `fetch` later.")
+@click.option("--validate/--no-validate", default=True, show_default=True, help="Check config and dataset with `chatlike-train validate` in the image first.")
 @click.option("--stop-timeout", default=c.STOP_TIMEOUT, show_default=True, help="Seconds a stopped run gets to save before it is killed.")
 def start(config: Path, data: Path | None, out: Path, image: str, host: str | None, gpus: str, shm_size: str | None,
-          memory: str | None, ulimits: tuple[str, ...], env: tuple[str, ...], detach: bool, stop_timeout: int) -> None:
+          memory: str | None, ulimits: tuple[str, ...], env: tuple[str, ...], detach: bool, validate: bool,
+          stop_timeout: int) -> None:
     """Train CONFIG (an Axolotl YAML file) in a container and copy the adapter to OUT/<run-id>/.
 
     \b
@@ -78,7 +80,7 @@ def start(config: Path, data: Path | None, out: Path, image: str, host: str | No
       chatlike-runner start cfg.yml --host ssh://ubuntu@203.0.113.7 --gpus all --detach
     """
     plan = build_plan(config, data=data, out=out, image=image, host=host, gpus=gpus, shm_size=shm_size,
-                      memory=memory, ulimits=ulimits, env=env, detach=detach)
+                      memory=memory, ulimits=ulimits, env=env, detach=detach, validate=validate)
     _finish(runs.start(plan, console, stop_timeout))
 
 

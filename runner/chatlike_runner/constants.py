@@ -20,6 +20,7 @@ LABEL_PLAN = "org.chatlike.plan"
 LABEL_CACHE = "org.chatlike.cache"
 ROLE_TRAIN = "train"
 ROLE_PROBE = "gpu-probe"
+ROLE_VALIDATE = "validate"
 
 # One model cache per Docker host, shared by every run, so a base model downloads once.
 CACHE_VOLUME = "chatlike-hf-cache"

@@ -137,29 +137,49 @@ class Engine:
             "labels": image.labels,
         }
 
-    def gpu_names(self, image: str, gpus: GpuRequest) -> list[str]:
-        """Start a throwaway container with the GPU request and list the GPUs it sees."""
+    def run_once(self, action: str, image: str, command: list[str], **options: Any) -> tuple[int, str]:
+        """Run a throwaway container to its end; returns its exit code and output. Always removed."""
         container = None
         try:
-            with translated("checking the GPUs"):
-                container = self.client.containers.create(
-                    image,
-                    command=["nvidia-smi", "--query-gpu=index,name,memory.total", "--format=csv,noheader"],
-                    entrypoint=[],
-                    device_requests=[_device_request(gpus)],
-                    environment={"NVIDIA_DRIVER_CAPABILITIES": "compute,utility"},
-                    labels={c.LABEL_ROLE: c.ROLE_PROBE},
-                )
+            with translated(action):
+                container = self.client.containers.create(image, command=command, entrypoint=[], **options)
                 container.start()
-                status = container.wait(timeout=120).get("StatusCode")
+                status = container.wait()["StatusCode"]
                 output = container.logs().decode("utf-8", "replace").strip()
         finally:
             if container is not None:
                 with contextlib.suppress(docker.errors.DockerException):
                     container.remove(force=True)
+        return status, output
+
+    def gpu_names(self, image: str, gpus: GpuRequest) -> list[str]:
+        """Start a throwaway container with the GPU request and list the GPUs it sees."""
+        status, output = self.run_once(
+            "checking the GPUs",
+            image,
+            ["nvidia-smi", "--query-gpu=index,name,memory.total", "--format=csv,noheader"],
+            device_requests=[_device_request(gpus)],
+            environment={"NVIDIA_DRIVER_CAPABILITIES": "compute,utility"},
+            labels={c.LABEL_ROLE: c.ROLE_PROBE},
+        )
         if status != 0:
             raise ChatlikeError(f"the GPUs could not be listed inside {image} ({output[:200]}); {NVIDIA_TOOLKIT_FIX}")
         return [line.strip() for line in output.splitlines() if line.strip()]
+
+    def validate(self, plan: RunPlan, image_id: str) -> None:
+        """`chatlike-train validate` on the staged config and data, before training starts."""
+        status, output = self.run_once(
+            "validating the config",
+            image_id,
+            ["chatlike-train", "validate", f"{c.INPUT_DIR}/{c.CONFIG_NAME}"],
+            environment={**c.CONTAINER_ENV, **_values(plan.env_names)},
+            volumes={name: {"bind": path, "mode": "rw"} for name, path in plan.volumes.items()},
+            labels={c.LABEL_RUN: plan.run_id, c.LABEL_ROLE: c.ROLE_VALIDATE},
+        )
+        if status != 0:
+            lines = [line for line in output.splitlines() if line.strip()]
+            reason = lines[-1].removeprefix("chatlike-train: ") if lines else f"exit {status}"
+            raise ChatlikeError(f"the config or dataset is not valid: {reason}")
 
     def create(self, plan: RunPlan, image_id: str) -> Container:
         """Create the run's volumes and its container (not started). Removes both on failure."""

@@ -11,7 +11,7 @@ import contextlib
 import signal
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 
 from docker.models.containers import Container
 
@@ -21,29 +21,43 @@ from .progress import Display, Redactor, lines
 LINGER = 3.0  # seconds the log stream may stay open after the container exited
 
 
-def follow(engine: Engine, container: Container, display: Display, redact: Redactor) -> int:
-    """Show the log until the container exits; returns its exit code."""
+def follow(engine: Engine, container: Container, display: Display, redact: Redactor, notice: str) -> bool:
+    """Show the log until the container exits (False) or the user presses Ctrl-C (True).
+
+    Ctrl-C only ends the following; the caller stops the run. From then on a further Ctrl-C
+    prints `notice` and nothing else, so the clean-up that follows cannot be cut short.
+    """
     stream = engine.logs(container, follow=True)
-    exit_code: list[int] = []
+    interrupted = threading.Event()
+
+    def on_ctrl_c(*_: object) -> None:
+        if interrupted.is_set():
+            display.console.print(notice, style="yellow")
+            return
+        interrupted.set()
+        with contextlib.suppress(Exception):
+            stream.close()
 
     def close_after_exit() -> None:
         with contextlib.suppress(Exception):
-            exit_code.append(engine.wait(container))
+            engine.wait(container)
             time.sleep(LINGER)
             stream.close()
 
-    watcher = threading.Thread(target=close_after_exit, daemon=True)
-    watcher.start()
-    for line in lines(stream):
-        display.show(redact(line))
-    return exit_code[0] if exit_code else engine.wait(container)
+    previous = signal.signal(signal.SIGINT, on_ctrl_c)
+    threading.Thread(target=close_after_exit, daemon=True).start()
+    with contextlib.suppress(OSError, ValueError):  # the stream closed under us by Ctrl-C
+        for line in lines(stream):
+            display.show(redact(line))
+    if not interrupted.is_set():
+        signal.signal(signal.SIGINT, previous)
+    return interrupted.is_set()
 
 
 @contextlib.contextmanager
-def uninterruptible(notice: Callable[[], None]) -> Iterator[None]:
-    """Let clean-up finish: a further Ctrl-C only prints `notice`."""
-    previous = signal.getsignal(signal.SIGINT)
-    signal.signal(signal.SIGINT, lambda *_: notice())
+def uninterruptible() -> Iterator[None]:
+    """Let a clean-up finish: Ctrl-C is ignored meanwhile."""
+    previous = signal.signal(signal.SIGINT, signal.SIG_IGN)
     try:
         yield
     finally:

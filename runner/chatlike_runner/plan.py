@@ -82,6 +82,7 @@ class RunPlan:
     ulimits: tuple[Ulimit, ...]
     env_names: tuple[str, ...]  # passed by name; values are read only at launch
     detach: bool
+    validate: bool = True  # run `chatlike-train validate` in the image before training
 
     @property
     def container_name(self) -> str:
@@ -123,6 +124,7 @@ class RunPlan:
             "ulimits": [str(u) for u in self.ulimits],
             "env": list(self.env_names),
             "detach": self.detach,
+            "validate": self.validate,
             "command": list(self.command),
         }
 
@@ -312,6 +314,7 @@ def build_plan(
     ulimits: Sequence[str] = (),
     env: Sequence[str] = (),
     detach: bool = False,
+    validate: bool = True,
     environ: Mapping[str, str] | None = None,
     run_id: str | None = None,
 ) -> RunPlan:
@@ -339,4 +342,5 @@ def build_plan(
         ulimits=parsed_ulimits,
         env_names=parse_env_names(env, environ),
         detach=detach,
+        validate=validate,
     )

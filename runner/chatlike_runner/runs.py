@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import json
 import os
-import signal
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
@@ -51,9 +50,12 @@ def start(plan: RunPlan, console: Console, stop_timeout: int = c.STOP_TIMEOUT) -
     container = engine.create(plan, image["id"])
     try:
         engine.put(container, c.INPUT_DIR, stage.input_archive(plan, {}))
+        if plan.validate:
+            console.print("validating the config and dataset…", highlight=False)
+            engine.validate(plan, image["id"])
         engine.start(container)
     except BaseException:
-        with uninterruptible(lambda: None):
+        with uninterruptible():
             engine.remove_run(plan.run_id)
         raise
     console.print(f"run {plan.run_id} started on {engine.url}", highlight=False)
@@ -68,21 +70,18 @@ def follow_and_collect(
     """Follow a run to its end and copy its outputs home; Ctrl-C stops it cleanly first."""
     run_id = container.labels[c.LABEL_RUN]
     flags = json.loads(container.labels.get(c.LABEL_PLAN, "{}"))
-    try:
-        with Display(console, run_id) as display:
-            follow(engine, container, display, redactor(flags))
-    except KeyboardInterrupt:
+    notice = "still cleaning up: the run is being stopped and its outputs saved"
+    with Display(console, run_id) as display:
+        interrupted = follow(engine, container, display, redactor(flags), notice)
+    if interrupted:
         return _interrupt(engine, container, out_dir, console, stop_timeout)
     path = collect(engine, container, out_dir)
     return _outcome(run_id, engine.state(container), path)
 
 
 def _interrupt(engine: Engine, container: Container, out_dir: Path, console: Console, timeout: int) -> Outcome:
-    """Stop the run, save what it wrote, remove it. Further Ctrl-Cs only print a notice: the
-    runner exits right after, so the handler is not restored."""
+    """Stop the run, save what it wrote, remove it (Ctrl-C stays harmless meanwhile, see follow)."""
     run_id = container.labels[c.LABEL_RUN]
-    notice = "still cleaning up: the run is being stopped and its outputs saved"
-    signal.signal(signal.SIGINT, lambda *_: console.print(notice, style="yellow"))
     console.print(f"stopping run {run_id} (up to {timeout}s for it to save)...", style="yellow")
     engine.stop(container, timeout)
     path = collect(engine, container, out_dir, stopped=True)

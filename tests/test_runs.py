@@ -192,6 +192,52 @@ def test_ctrl_c_stops_collects_partial_and_cleans_up(workdir, standin_image, lef
     assert list(partial.glob("checkpoint-*/trainer_state.json")), "the run saved a checkpoint on SIGTERM"
 
 
+def test_resume_after_ctrl_c_continues_from_the_checkpoint(workdir, standin_image, cli, leftovers):
+    env = {"STANDIN_STEPS": "25", "STANDIN_STEP_SECONDS": "0.1"}
+    process = _popen(workdir, "start", "config.yml", "--image", standin_image, *SLOW_ARGS, env=env)
+    run_id = started_run(_wait_for(process, "[progress] step 3/25"))
+    process.send_signal(signal.SIGINT)
+    assert process.wait(timeout=60) == 130
+    partial = workdir / "outputs" / f"{run_id}.partial"
+    (checkpoint,) = partial.glob("checkpoint-*")
+    resumed = cli("resume", run_id, env=env)
+    assert resumed.returncode == 0, resumed.stdout + resumed.stderr
+    assert f"resuming from {checkpoint.name}" in resumed.stdout
+    assert "[progress] step 25/25" in resumed.stdout and "step 1/25" not in resumed.stdout
+    final = workdir / "outputs" / run_id
+    manifest = json.loads((final / "manifest.json").read_text())
+    assert manifest["status"] == "succeeded" and (final / checkpoint.name).is_dir()
+    assert not partial.exists()
+    again = cli("resume", run_id, env=env)
+    assert again.returncode == 2 and "start a new run" in again.stderr
+
+
+def test_resume_refuses_changed_data(workdir, standin_image, cli, leftovers):
+    env = {"STANDIN_STEPS": "25", "STANDIN_STEP_SECONDS": "0.1"}
+    process = _popen(workdir, "start", "config.yml", "--image", standin_image, *SLOW_ARGS, env=env)
+    run_id = started_run(_wait_for(process, "[progress] step 2/25"))
+    process.send_signal(signal.SIGINT)
+    assert process.wait(timeout=60) == 130
+    with (workdir / "data" / "train.jsonl").open("a") as handle:
+        handle.write("{}\n")
+    refused = cli("resume", run_id, env=env)
+    assert refused.returncode == 2 and "data/train.jsonl changed since" in refused.stderr
+    assert leftovers() == []
+
+
+def test_resume_a_run_stopped_with_stop(workdir, standin_image, cli, leftovers):
+    env = {"STANDIN_STEPS": "30", "STANDIN_STEP_SECONDS": "0.1"}
+    run_id = started_run(cli("start", "config.yml", "--image", standin_image, "--detach", *SLOW_ARGS, env=env, check=True).stdout)
+    time.sleep(1)
+    cli("stop", run_id, check=True)
+    fetched = cli("fetch", run_id, check=True)
+    assert ".partial" in fetched.stdout, "a stopped run is not complete"
+    resumed = cli("resume", run_id)
+    assert resumed.returncode == 0, resumed.stderr
+    assert "resuming from checkpoint-" in resumed.stdout
+    assert json.loads((workdir / "outputs" / run_id / "manifest.json").read_text())["status"] == "succeeded"
+
+
 def test_detach_attach_fetch_logs_ls_rm(cli, workdir, standin_image, docker_client, leftovers):
     started = cli("start", "config.yml", "--image", standin_image, "--detach", "--env", "STANDIN_STEPS", "--env", "STANDIN_STEP_SECONDS",
                   env={"STANDIN_STEPS": "40", "STANDIN_STEP_SECONDS": "0.1"})

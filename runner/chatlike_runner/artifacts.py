@@ -38,13 +38,16 @@ def parse_sums(text: str) -> dict[str, str]:
     return sums
 
 
-def status_of(state: dict[str, Any], *, stopped: bool = False) -> str:
+STOP_EXITS = (137, 143)  # SIGKILL, SIGTERM: stopped from outside (`stop`, Ctrl-C), not ended on its own
+
+
+def status_of(state: dict[str, Any]) -> str:
     """running, succeeded, failed, oom or stopped, from the container's State."""
     if state.get("Running"):
         return "running"
     if state.get("OOMKilled"):
         return "oom"
-    if stopped:
+    if state.get("ExitCode") in STOP_EXITS:
         return "stopped"
     return "succeeded" if state.get("ExitCode") == 0 else "failed"
 

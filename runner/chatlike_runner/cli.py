@@ -97,6 +97,16 @@ def attach(run: str, out: Path, host: str | None) -> None:
 @click.argument("run")
 @out_option
 @host_option
+@click.option("--stop-timeout", default=c.STOP_TIMEOUT, show_default=True, help="Seconds a stopped run gets to save before it is killed.")
+def resume(run: str, out: Path, host: str | None, stop_timeout: int) -> None:
+    """Continue RUN, stopped by Ctrl-C or `stop`, from its last checkpoint."""
+    _finish(runs.resume(host, run, out, console, stop_timeout))
+
+
+@cli.command()
+@click.argument("run")
+@out_option
+@host_option
 def fetch(run: str, out: Path, host: str | None) -> None:
     """Copy RUN's outputs to OUT now: a finished run to OUT/<run-id>, a running one to OUT/<run-id>.partial."""
     outcome = runs.fetch(host, run, out)

@@ -268,18 +268,31 @@ class Engine:
             containers = self.client.containers.list(all=True, filters={"label": f"{c.LABEL_ROLE}={c.ROLE_TRAIN}"})
         return sorted(containers, key=lambda ct: ct.labels.get(c.LABEL_RUN, ""), reverse=True)
 
-    def run(self, ref: str) -> Container:
-        """The run whose id is `ref` or starts with it."""
+    def find(self, ref: str) -> Container | None:
+        """The run whose id is `ref` or starts with it, or None when there is none."""
         matches = [ct for ct in self.runs() if ct.labels.get(c.LABEL_RUN, "").startswith(ref)]
         exact = [ct for ct in matches if ct.labels[c.LABEL_RUN] == ref]
-        if exact:
-            return exact[0]
-        if len(matches) == 1:
-            return matches[0]
-        if not matches:
+        if exact or len(matches) == 1:
+            return (exact or matches)[0]
+        if matches:
+            ids = ", ".join(ct.labels[c.LABEL_RUN] for ct in matches)
+            raise ChatlikeError(f"run {ref!r} is ambiguous ({ids}); give more of the id")
+        return None
+
+    def run(self, ref: str) -> Container:
+        """The run whose id is `ref` or starts with it."""
+        container = self.find(ref)
+        if container is None:
             raise ChatlikeError(f"no run {ref!r} on {self.url}; `chatlike-runner ls` lists the runs")
-        ids = ", ".join(ct.labels[c.LABEL_RUN] for ct in matches)
-        raise ChatlikeError(f"run {ref!r} is ambiguous ({ids}); give more of the id")
+        return container
+
+    def user_ids(self, image: str) -> tuple[int, int]:
+        """The uid and gid that the image's processes run as."""
+        status, output = self.run_once("reading the image's user", image, ["sh", "-c", "id -u; id -g"])
+        numbers = output.split()
+        if status != 0 or len(numbers) != 2 or not all(n.isdigit() for n in numbers):
+            raise ChatlikeError(f"cannot tell which user {image} runs as (`id` said: {output[:100]!r})")
+        return int(numbers[0]), int(numbers[1])
 
     def remove_run(self, run_id: str, *, cache: bool = False) -> list[str]:
         """Remove a run's container and volumes (and the model cache if asked); returns what went."""

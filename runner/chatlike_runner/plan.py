@@ -9,6 +9,7 @@ import secrets
 import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from typing import Any
 from pathlib import Path
 
 import yaml
@@ -344,3 +345,26 @@ def build_plan(
         detach=detach,
         validate=validate,
     )
+
+
+def replan(flags: Mapping[str, Any], run_id: str, out: Path, host: str | None = None,
+           environ: Mapping[str, str] | None = None) -> RunPlan:
+    """The plan of an earlier run, rebuilt from the flags its manifest recorded, to resume it."""
+    staged = [Path(p) for p in flags.get("data", [])]
+    options = dict(
+        out=out,
+        image=flags["image"],
+        host=host or flags.get("host"),
+        gpus=flags.get("gpus", "none"),
+        shm_size=str(flags["shm_size"]) if flags.get("shm_size") else None,
+        memory=str(flags["memory"]) if flags.get("memory") else None,
+        ulimits=flags.get("ulimits", []),
+        env=[name for name in flags.get("env", []) if name not in c.SECRET_NAMES],
+        validate=False,
+        environ=environ,
+        run_id=run_id,
+    )
+    plan = build_plan(Path(flags["config"]), **options)
+    if [s.host_path for s in plan.data] != staged and len(staged) == 1:
+        plan = build_plan(Path(flags["config"]), data=staged[0], **options)
+    return plan

@@ -20,7 +20,7 @@ from . import constants as c
 from .engine import Engine
 from .errors import ChatlikeError
 from .follow import follow, uninterruptible
-from .plan import RunPlan
+from .plan import RunPlan, replan
 from .progress import Display, Redactor
 from .unpack import unpack
 
@@ -47,9 +47,31 @@ def redactor(flags: dict[str, Any]) -> Redactor:
 def start(plan: RunPlan, console: Console, stop_timeout: int = c.STOP_TIMEOUT) -> Outcome:
     """Check, create, stage and start a run; then follow and collect it unless detached."""
     engine, image = preflight.for_run(plan)
+    container = _launch(engine, plan, image, console)
+    console.print(f"run {plan.run_id} started on {engine.url}", highlight=False)
+    if plan.detach:
+        return Outcome(plan.run_id, 0, "running")
+    return follow_and_collect(engine, container, plan.out_dir, console, stop_timeout)
+
+
+def _launch(
+    engine: Engine, plan: RunPlan, image: dict[str, Any], console: Console, earlier: Path | None = None,
+    expected: dict[str, str] | None = None,
+) -> Container:
+    """Create the run, stage its inputs (and `earlier` outputs), validate, start; on any failure remove it all."""
     container = engine.create(plan, image["id"])
     try:
-        engine.put(container, c.INPUT_DIR, stage.input_archive(plan, {}))
+        digests: dict[str, str] = {}
+        engine.put(container, c.INPUT_DIR, stage.input_archive(plan, digests))
+        changed = sorted(name for name, digest in (expected or {}).items() if digests.get(name) != digest)
+        if changed:
+            raise ChatlikeError(
+                f"{', '.join(changed)} changed since run {plan.run_id} started; a resumed run needs the same "
+                "config and data: restore them or start a new run"
+            )
+        if earlier is not None:
+            skip = frozenset({artifacts.MANIFEST, artifacts.CONTAINER_LOG})
+            engine.put(container, c.OUTPUT_DIR, stage.output_archive(earlier, engine.user_ids(image["id"]), skip))
         if plan.validate:
             console.print("validating the config and dataset…", highlight=False)
             engine.validate(plan, image["id"])
@@ -58,10 +80,56 @@ def start(plan: RunPlan, console: Console, stop_timeout: int = c.STOP_TIMEOUT) -
         with uninterruptible():
             engine.remove_run(plan.run_id)
         raise
-    console.print(f"run {plan.run_id} started on {engine.url}", highlight=False)
-    if plan.detach:
-        return Outcome(plan.run_id, 0, "running")
-    return follow_and_collect(engine, container, plan.out_dir, console, stop_timeout)
+    return container
+
+
+def resume(host: str | None, ref: str, out_dir: Path, console: Console, stop_timeout: int = c.STOP_TIMEOUT) -> Outcome:
+    """Continue a stopped run from its last checkpoint.
+
+    A run whose container is still on the engine (stopped with `stop`, or killed) is started
+    again. A run stopped with Ctrl-C, whose container is gone, is created anew from the flags in
+    OUT/<run-id>.partial/manifest.json, with the same config and data (checked by sha256) and the
+    partial outputs, checkpoints included, staged back into its output volume.
+    """
+    engine = Engine.connect(host)
+    container = engine.find(ref)
+    if container is not None:
+        run_id = container.labels[c.LABEL_RUN]
+        status = artifacts.status_of(engine.state(container))
+        if status == "running":
+            raise ChatlikeError(f"run {run_id} is still running; `chatlike-runner attach {run_id}` follows it")
+        if status == "succeeded":
+            raise ChatlikeError(f"run {run_id} has finished: there is nothing to resume; start a new run")
+        _refuse_if_final(out_dir, run_id)
+        engine.start(container)
+        console.print(f"run {run_id} resumed on {engine.url}", highlight=False)
+        return follow_and_collect(engine, container, out_dir, console, stop_timeout)
+    partial = _partial(out_dir, ref)
+    record = json.loads((partial / artifacts.MANIFEST).read_text(encoding="utf-8"))
+    run_id = record["run_id"]
+    _refuse_if_final(out_dir, run_id)
+    plan = replan(record["flags"], run_id, out_dir, host)
+    engine, image = preflight.for_run(plan)
+    expected = {**record.get("dataset_sha256", {}), c.ORIGINAL_CONFIG_NAME: record.get("config_sha256")}
+    container = _launch(engine, plan, image, console, earlier=partial, expected=expected)
+    console.print(f"run {run_id} resumed on {engine.url} from {partial}", highlight=False)
+    return follow_and_collect(engine, container, out_dir, console, stop_timeout)
+
+
+def _refuse_if_final(out_dir: Path, run_id: str) -> None:
+    if artifacts.is_published(artifacts.destination(out_dir, run_id, True), run_id):
+        raise ChatlikeError(f"run {run_id} already ended and was copied to {out_dir / run_id}; start a new run")
+
+
+def _partial(out_dir: Path, ref: str) -> Path:
+    matches = sorted(p for p in out_dir.glob(f"{ref}*.partial") if (p / artifacts.MANIFEST).is_file())
+    if len(matches) != 1:
+        found = "no" if not matches else "several"
+        raise ChatlikeError(
+            f"{found} stopped run {ref!r} on the engine or in {out_dir}; `chatlike-runner ls` lists the runs, "
+            "--out names where their outputs were copied"
+        )
+    return matches[0]
 
 
 def follow_and_collect(
@@ -84,7 +152,7 @@ def _interrupt(engine: Engine, container: Container, out_dir: Path, console: Con
     run_id = container.labels[c.LABEL_RUN]
     console.print(f"stopping run {run_id} (up to {timeout}s for it to save)...", style="yellow")
     engine.stop(container, timeout)
-    path = collect(engine, container, out_dir, stopped=True)
+    path = collect(engine, container, out_dir)
     engine.remove_run(run_id)
     return Outcome(run_id, INTERRUPTED_EXIT, "stopped", path)
 
@@ -97,12 +165,12 @@ def _outcome(run_id: str, state: dict[str, Any], path: Path) -> Outcome:
     return Outcome(run_id, code, status, path)
 
 
-def collect(engine: Engine, container: Container, out_dir: Path, stopped: bool = False) -> Path:
+def collect(engine: Engine, container: Container, out_dir: Path) -> Path:
     """Copy the output volume, the log and a manifest to OUT/<run-id> (or OUT/<run-id>.partial)."""
     run_id = container.labels[c.LABEL_RUN]
     flags = json.loads(container.labels.get(c.LABEL_PLAN, "{}"))
     state = engine.state(container)
-    status = artifacts.status_of(state, stopped=stopped)
+    status = artifacts.status_of(state)
     complete = status not in ("running", "stopped")
     published = artifacts.destination(out_dir, run_id, True)
     if complete and artifacts.is_published(published, run_id):

@@ -21,10 +21,13 @@ CHUNK = 1 << 20
 BLOCK = tarfile.BLOCKSIZE
 
 
-def _header(name: str, *, size: int = 0, directory: bool = False, mtime: float | None = None) -> bytes:
+def _header(
+    name: str, *, size: int = 0, directory: bool = False, mtime: float | None = None, owner: tuple[int, int] = (0, 0)
+) -> bytes:
     info = tarfile.TarInfo(name)
     info.type = tarfile.DIRTYPE if directory else tarfile.REGTYPE
     info.mode = 0o755 if directory else 0o644
+    info.uid, info.gid = owner
     info.size = size
     info.mtime = int(time.time() if mtime is None else mtime)
     return info.tobuf(format=tarfile.PAX_FORMAT, encoding="utf-8", errors="surrogateescape")
@@ -34,9 +37,9 @@ def _padding(size: int) -> bytes:
     return b"\0" * (-size % BLOCK)
 
 
-def _file(name: str, path: Path, digests: dict[str, str]) -> Iterator[bytes]:
+def _file(name: str, path: Path, digests: dict[str, str], owner: tuple[int, int] = (0, 0)) -> Iterator[bytes]:
     stat = path.stat()
-    yield _header(name, size=stat.st_size, mtime=stat.st_mtime)
+    yield _header(name, size=stat.st_size, mtime=stat.st_mtime, owner=owner)
     digest, sent = hashlib.sha256(), 0
     with path.open("rb") as handle:
         while chunk := handle.read(min(CHUNK, stat.st_size - sent)):
@@ -49,13 +52,18 @@ def _file(name: str, path: Path, digests: dict[str, str]) -> Iterator[bytes]:
     digests[name] = digest.hexdigest()
 
 
-def _tree(name: str, path: Path, digests: dict[str, str]) -> Iterator[bytes]:
+def _tree(
+    name: str, path: Path, digests: dict[str, str], owner: tuple[int, int] = (0, 0), skip: frozenset[str] = frozenset()
+) -> Iterator[bytes]:
     if not path.is_dir():
-        yield from _file(name, path, digests)
+        yield from _file(name, path, digests, owner)
         return
-    yield _header(name, directory=True)
+    if name != ".":
+        yield _header(name, directory=True, owner=owner)
     for child in sorted(path.iterdir()):
-        yield from _tree(f"{name}/{child.name}", child, digests)
+        child_name = child.name if name == "." else f"{name}/{child.name}"
+        if child_name not in skip:
+            yield from _tree(child_name, child, digests, owner, skip)
 
 
 def input_archive(plan: RunPlan, digests: dict[str, str]) -> Iterator[bytes]:
@@ -77,3 +85,10 @@ def input_archive(plan: RunPlan, digests: dict[str, str]) -> Iterator[bytes]:
     yield sums + _padding(len(sums))
     yield b"\0" * (2 * BLOCK)
 
+
+
+def output_archive(folder: Path, owner: tuple[int, int], skip: frozenset[str]) -> Iterator[bytes]:
+    """A run's earlier outputs (checkpoints, logs) back into a fresh output volume, owned by the
+    image's user so that the resumed trainer can write next to them; `skip` names files to leave out."""
+    yield from _tree(".", folder, {}, owner, skip)
+    yield b"\0" * (2 * BLOCK)

@@ -38,6 +38,7 @@ test: setup train-venv
 
 bench: setup
 	$(BIN)/python bench/copy_out.py
+	$(BIN)/python bench/prepare.py
 
 clean:
 	rm -rf $(VENV) $(TRAIN_VENV) .pytest_cache

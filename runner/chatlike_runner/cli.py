@@ -56,10 +56,11 @@ def cli() -> None:
 
 
 @cli.command()
-@click.argument("config", type=click.Path(path_type=Path))
+@click.argument("config", type=click.Path(path_type=Path), required=False)
+@click.option("--smoke", is_flag=True, help=f"CPU smoke run: configs/cpu-smoke.yml (a tiny built-in model, no downloads) in {c.CPU_IMAGE}.")
 @click.option("--data", type=click.Path(path_type=Path), help="Dataset file or folder; replaces the path of the config's dataset.")
 @out_option
-@click.option("--image", default=c.DEFAULT_IMAGE, show_default=True, help="Training image.")
+@click.option("--image", help=f"Training image.  [default: {c.DEFAULT_IMAGE}; {c.CPU_IMAGE} with --smoke]")
 @host_option
 @click.option("--gpus", default="none", show_default=True, help="all, a count (2), device ids (0,1) or none.")
 @click.option("--shm-size", metavar="SIZE", help="Private /dev/shm of this size (e.g. 16g) instead of the host's IPC namespace.")
@@ -69,7 +70,7 @@ def cli() -> None:
 @click.option("--detach", "-d", is_flag=True, help="Start and return at once; `attach` or `fetch` later.")
 @click.option("--validate/--no-validate", default=True, show_default=True, help="Check config and dataset with `chatlike-train validate` in the image first.")
 @click.option("--stop-timeout", default=c.STOP_TIMEOUT, show_default=True, help="Seconds a stopped run gets to save before it is killed.")
-def start(config: Path, data: Path | None, out: Path, image: str, host: str | None, gpus: str, shm_size: str | None,
+def start(config: Path | None, smoke: bool, data: Path | None, out: Path, image: str | None, host: str | None, gpus: str, shm_size: str | None,
           memory: str | None, ulimits: tuple[str, ...], env: tuple[str, ...], detach: bool, validate: bool,
           stop_timeout: int) -> None:
     """Train CONFIG (an Axolotl YAML file) in a container and copy the adapter to OUT/<run-id>/.
@@ -78,8 +79,14 @@ def start(config: Path, data: Path | None, out: Path, image: str, host: str | No
     Examples:
       chatlike-runner start configs/llama-3.1-8b-qlora.yml --data data/train.jsonl --gpus all
       chatlike-runner start cfg.yml --host ssh://ubuntu@203.0.113.7 --gpus all --detach
+      chatlike-runner start --smoke
     """
-    plan = build_plan(config, data=data, out=out, image=image, host=host, gpus=gpus, shm_size=shm_size,
+    if smoke:
+        config = config or c.SMOKE_CONFIG
+        image = image or c.CPU_IMAGE
+    elif config is None:
+        raise click.UsageError("give CONFIG (an Axolotl YAML file), or --smoke for the CPU smoke run")
+    plan = build_plan(config, data=data, out=out, image=image or c.DEFAULT_IMAGE, host=host, gpus=gpus, shm_size=shm_size,
                       memory=memory, ulimits=ulimits, env=env, detach=detach, validate=validate)
     _finish(runs.start(plan, console, stop_timeout))
 

@@ -1,9 +1,15 @@
 """Names and paths shared by the runner and the training image."""
 
 import re
+from pathlib import Path
 
-# The image a run uses unless --image says otherwise (built by `chatlike-runner build`).
+# The images a run uses unless --image says otherwise (built by `chatlike-runner build`).
 DEFAULT_IMAGE = "chatlike/train:latest"
+CPU_IMAGE = "chatlike/train:cpu"
+
+# The repository's configs/, next to the package in a checkout (where the Makefile installs it).
+CONFIGS = Path(__file__).resolve().parents[2] / "configs"
+SMOKE_CONFIG = CONFIGS / "cpu-smoke.yml"
 
 # Inside the container.
 INPUT_DIR = "/chatlike/input"

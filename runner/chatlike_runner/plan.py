@@ -286,7 +286,7 @@ def render_config(raw: dict, config_dir: Path, data: Path | None) -> tuple[dict,
                 elif _LOCAL_LOOKING.search(path):
                     raise ChatlikeError(
                         f"config: {key} path {path!r} does not exist (read relative to {config_dir}); "
-                        "fix it or pass --data PATH"
+                        "fix it, pass --data PATH, or write one with `chatlike-runner prepare`"
                     )
             rendered.append(entry)
 

@@ -142,17 +142,26 @@ def _pax_records(data: bytes) -> dict[str, str]:
     return records
 
 
-def prefetched(chunks: Iterator[bytes], depth: int = 16) -> Iterator[bytes]:
-    """The same chunks, read ahead by a thread; at most `depth` of them wait in memory."""
+def prefetched(chunks: Iterator[bytes], batch: int = 1 << 20, depth: int = 8) -> Iterator[bytes]:
+    """The same chunks, read ahead by a thread. They travel in batches of about `batch` bytes
+    (the engine sends 32 KiB chunks: one hand-over per MiB instead of 32); at most `depth`
+    batches wait in memory."""
     slots: queue.Queue[Any] = queue.Queue(depth)
     stop = threading.Event()
 
     def pump() -> None:
         try:
+            pending: list[bytes] = []
+            size = 0
             for chunk in chunks:
                 if stop.is_set():
-                    break
-                slots.put(chunk)
+                    return
+                pending.append(chunk)
+                size += len(chunk)
+                if size >= batch:
+                    slots.put(pending)
+                    pending, size = [], 0
+            slots.put(pending)
             slots.put(_DONE)
         except BaseException as exc:  # handed to the consumer, raised there
             slots.put(exc)
@@ -163,7 +172,7 @@ def prefetched(chunks: Iterator[bytes], depth: int = 16) -> Iterator[bytes]:
         while (item := slots.get()) is not _DONE:
             if isinstance(item, BaseException):
                 raise item
-            yield item
+            yield from item
     finally:
         stop.set()
         while thread.is_alive():  # free a pump blocked on a full queue

@@ -1,0 +1,151 @@
+# chatlike training image: Axolotl 0.19.0 + torch 2.13.0, two flavors from this one file.
+#
+#   CUDA (default; RTX 3090 sm_86 .. H100/H200 sm_90; host driver >= 580 for CUDA 13.0):
+#     DOCKER_BUILDKIT=1 docker build -t chatlike/train:latest .
+#   CPU (CI and smoke tests; torch 2.13.0+cpu from a local wheelhouse; base made by debootstrap):
+#     docker/build-cpu.sh          # = docker build --build-arg FLAVOR=cpu --build-arg BASE_IMAGE=chatlike/debian:bookworm-minbase
+#                                  #   --build-arg WHEELHOUSE=wheelhouse -t chatlike/train:cpu .
+#   Behind a TLS-intercepting proxy add: --secret id=ca,src=/etc/ssl/certs/ca-certificates.crt
+#   (used by apt and pip during the build only; never written to a layer).
+#
+# Needs BuildKit (DOCKER_BUILDKIT=1 or buildx) for RUN --mount. Every Python package comes from
+# requirements/<flavor>.lock with hashes (requirements/lock.sh regenerates them).
+#
+# The image runs `chatlike-train run CONFIG` as the non-root user `chatlike`; ENTRYPOINT is empty so
+# `docker run IMAGE chatlike-train ...`, the runner, compose and rented boxes (SkyPilot/Runpod/dstack,
+# which replace the entrypoint and run setup as root: `docker run --user 0 ...`) all pass a plain command.
+
+# CUDA 13.0 devel (nvcc for DeepSpeed's JIT ops; its major must match torch's CUDA 13.0), Ubuntu 24.04, Python 3.12.
+# Digest as published for this tag (recorded 2026-06-17 in public pins; not resolvable from this network):
+# re-check with `docker buildx imagetools inspect nvidia/cuda:13.0.2-cudnn-devel-ubuntu24.04`.
+ARG BASE_IMAGE=nvidia/cuda:13.0.2-cudnn-devel-ubuntu24.04@sha256:e071e85c52ad91fc9ea24158ff5330876b2d1a5c4ac83ccc6066976835873c01
+
+# A folder in the build context with wheels pip may use (the CPU flavor's torch-2.13.0+cpu wheel), mounted
+# into the install step from this stage so the wheels never become a layer of the image.
+FROM scratch AS wheelhouse
+ARG WHEELHOUSE=docker/wheelhouse
+COPY ${WHEELHOUSE} /
+
+FROM scratch AS source
+COPY pyproject.toml README.md /src/
+COPY runner/chatlike_runner /src/runner/chatlike_runner
+
+FROM ${BASE_IMAGE}
+
+# cuda | cpu: picks requirements/<FLAVOR>.lock, the asserts, and the baked-in extras.
+ARG FLAVOR=cuda
+ARG USER_UID=1000
+ARG USER_GID=1000
+# What the build asserts and the labels state (the lock must agree or the build fails).
+ARG TORCH_VERSION=2.13.0
+ARG TORCH_CUDA=13.0
+# Label-only facts of the CUDA flavor (build-cpu.sh sets them to "none").
+ARG MIN_DRIVER=580
+ARG GPU_ARCHS="sm_75 sm_80 sm_86 sm_90 sm_100 sm_120"
+ARG AXOLOTL_VERSION=0.19.0
+ARG BITSANDBYTES_VERSION=0.50.2
+ARG DEEPSPEED_VERSION=0.18.9
+ARG TRANSFORMERS_VERSION=5.16.1
+ARG FA2_HUB_KERNEL=kernels-community/flash-attn2
+ARG FA2_HUB_KERNEL_REVISION=v2
+
+SHELL ["/bin/bash", "-o", "pipefail", "-c"]
+ENV DEBIAN_FRONTEND=noninteractive \
+    LANG=C.UTF-8 \
+    PATH=/opt/venv/bin:${PATH} \
+    VIRTUAL_ENV=/opt/venv \
+    PIP_NO_CACHE_DIR=1 \
+    PIP_DISABLE_PIP_VERSION_CHECK=1 \
+    DS_BUILD_OPS=0
+
+# System packages: Python (3.12 on Ubuntu 24.04, 3.11 on bookworm), headers and a C compiler for the
+# kernels Triton/DeepSpeed compile at run time, libaio for DeepSpeed's async I/O. Versions come with the
+# pinned base (CUDA: digest; CPU: the debootstrap snapshot), so apt pins would only repeat them.
+# hadolint ignore=DL3008
+RUN --mount=type=secret,id=ca,required=false \
+    if [ -s /run/secrets/ca ]; then echo 'Acquire::https::CAInfo "/run/secrets/ca";' > /etc/apt/apt.conf.d/99build-ca; fi \
+    && apt-get update \
+    && apt-get install -y --no-install-recommends \
+        python3 python3-venv python3-dev gcc g++ libc6-dev libaio-dev ca-certificates \
+    && rm -rf /var/lib/apt/lists/* /etc/apt/apt.conf.d/99build-ca \
+    && python3 -m venv /opt/venv
+
+# Every package from the lock, hashes required, no resolver decisions at build time.
+COPY requirements/${FLAVOR}.lock /opt/chatlike/requirements.lock
+RUN --mount=type=secret,id=ca,required=false \
+    --mount=type=bind,from=wheelhouse,target=/wheelhouse \
+    if [ -s /run/secrets/ca ]; then export PIP_CERT=/run/secrets/ca; fi; \
+    pip install --no-deps --require-hashes --find-links /wheelhouse -r /opt/chatlike/requirements.lock \
+    && pip check
+
+# chatlike_runner (chatlike-train, and `chatlike-runner prepare` for compose), built from a copy of the sources.
+RUN --mount=type=bind,from=source,source=/src,target=/mnt/src \
+    cp -r /mnt/src /tmp/chatlike-src \
+    && pip install --no-deps --no-build-isolation --no-index /tmp/chatlike-src \
+    && rm -rf /tmp/chatlike-src
+
+# Build-time asserts: a resolver or a lock that swapped torch (or lost a CUDA build) fails here.
+COPY docker/assert-image.py /opt/chatlike/assert-image.py
+RUN FLAVOR="${FLAVOR}" TORCH_VERSION="${TORCH_VERSION}" TORCH_CUDA="${TORCH_CUDA}" AXOLOTL_VERSION="${AXOLOTL_VERSION}" \
+    BITSANDBYTES_VERSION="${BITSANDBYTES_VERSION}" DEEPSPEED_VERSION="${DEEPSPEED_VERSION}" \
+    TRANSFORMERS_VERSION="${TRANSFORMERS_VERSION}" FA2_HUB_KERNEL="${FA2_HUB_KERNEL}" \
+    python /opt/chatlike/assert-image.py
+
+# The user, and the paths the runner mounts volumes on (a fresh named volume takes these owners).
+COPY configs /opt/chatlike/configs
+COPY examples/telegram /opt/chatlike/examples/telegram
+COPY docker/fetch-hub-kernel.py /opt/chatlike/fetch-hub-kernel.py
+RUN if getent passwd "${USER_UID}" >/dev/null; then userdel --remove "$(getent passwd "${USER_UID}" | cut -d: -f1)"; fi \
+    && (getent group "${USER_GID}" >/dev/null || groupadd --gid "${USER_GID}" chatlike) \
+    && useradd --uid "${USER_UID}" --gid "${USER_GID}" --create-home --shell /bin/bash chatlike \
+    && mkdir -p /chatlike/input /chatlike/output /chatlike/cache/huggingface /chatlike/work /opt/chatlike/kernels \
+    && chown -R "${USER_UID}:${USER_GID}" /chatlike
+
+# Flash attention: Axolotl 0.19 + transformers 5.16 run attn_implementation: flash_attention_2 on the hub
+# kernel kernels-community/flash-attn2 (v2; the flash-attn package is an sdist that takes hours to build).
+# The CUDA flavor fetches the build for this torch into KERNELS_CACHE, outside the cache volume, so a run
+# needs no hub access for it. The CPU flavor bakes in the tiny model the smoke config trains instead.
+ENV KERNELS_CACHE=/opt/chatlike/kernels
+RUN --mount=type=secret,id=ca,required=false \
+    if [ -s /run/secrets/ca ]; then export REQUESTS_CA_BUNDLE=/run/secrets/ca SSL_CERT_FILE=/run/secrets/ca; fi; \
+    if [ "${FLAVOR}" = cuda ]; then \
+        python /opt/chatlike/fetch-hub-kernel.py "${FA2_HUB_KERNEL}" "${FA2_HUB_KERNEL_REVISION}"; \
+    else \
+        HF_HUB_OFFLINE=1 chatlike-train tiny-model /opt/chatlike/tiny-model; \
+    fi
+
+# Declared here, not above, so a new commit does not invalidate the install layers.
+ARG BASE_IMAGE
+ARG VERSION=0.1.0
+ARG VCS_REF=unknown
+ARG CREATED=unknown
+LABEL org.opencontainers.image.title="chatlike-train" \
+      org.opencontainers.image.description="Axolotl QLoRA+DoRA training for chatlike (${FLAVOR} flavor)" \
+      org.opencontainers.image.version="${VERSION}" \
+      org.opencontainers.image.revision="${VCS_REF}" \
+      org.opencontainers.image.created="${CREATED}" \
+      org.opencontainers.image.licenses="MIT" \
+      org.opencontainers.image.base.name="${BASE_IMAGE}" \
+      org.chatlike.flavor="${FLAVOR}" \
+      org.chatlike.torch="${TORCH_VERSION}" \
+      org.chatlike.torch-cuda="${TORCH_CUDA}" \
+      org.chatlike.axolotl="${AXOLOTL_VERSION}" \
+      org.chatlike.bitsandbytes="${BITSANDBYTES_VERSION}" \
+      org.chatlike.deepspeed="${DEEPSPEED_VERSION}" \
+      org.chatlike.transformers="${TRANSFORMERS_VERSION}" \
+      org.chatlike.flash-attention="hub kernel ${FA2_HUB_KERNEL}@${FA2_HUB_KERNEL_REVISION} (CUDA flavor); sdpa on CPU" \
+      org.chatlike.min-driver="${MIN_DRIVER}" \
+      org.chatlike.gpu-archs="${GPU_ARCHS}" \
+      org.chatlike.command="chatlike-train run /chatlike/input/config.yml" \
+      org.chatlike.rented-boxes="entrypoint is empty: pods may replace it and run setup as root (--user 0); training runs as uid ${USER_UID}"
+
+ENV HF_HOME=/chatlike/cache/huggingface \
+    CHATLIKE_CONFIGS=/opt/chatlike/configs \
+    AXOLOTL_DO_NOT_TRACK=1 \
+    DO_NOT_TRACK=1 \
+    HF_HUB_DISABLE_TELEMETRY=1 \
+    PYTHONUNBUFFERED=1
+
+USER ${USER_UID}:${USER_GID}
+WORKDIR /chatlike/work
+CMD ["chatlike-train", "--help"]

@@ -1,0 +1,74 @@
+#!/usr/bin/env bash
+# Build the CPU flavor of the training image (chatlike/train:cpu) with no registry:
+#   1. the base: Debian bookworm made by debootstrap and `docker import`ed (skipped when the tag exists),
+#   2. the wheelhouse: wheelhouse/torch-2.13.0+cpu-...whl, checked against requirements/cpu.lock,
+#   3. docker build (BuildKit) of the Dockerfile with FLAVOR=cpu, the CA bundle passed as a build secret.
+# Usage: docker/build-cpu.sh [extra docker build args...]   (as root: debootstrap needs it; CI runs as root)
+# Env: IMAGE (chatlike/train:cpu), BASE_IMAGE (chatlike/debian:bookworm-minbase), DEBIAN_MIRROR,
+#      CA_BUNDLE (/etc/ssl/certs/ca-certificates.crt if present; empty: none), TORCH_WHEEL (path of the wheel;
+#      default: found in wheelhouse/, /opt/wheels or pip's find-links), DOCKER (a docker CLI with BuildKit).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+IMAGE=${IMAGE:-chatlike/train:cpu}
+BASE_IMAGE=${BASE_IMAGE:-chatlike/debian:bookworm-minbase}
+DEBIAN_MIRROR=${DEBIAN_MIRROR:-http://deb.debian.org/debian}
+CA_BUNDLE=${CA_BUNDLE-/etc/ssl/certs/ca-certificates.crt}
+WHEEL_NAME=torch-2.13.0+cpu-cp311-cp311-manylinux_2_28_x86_64.whl
+say() { echo "build-cpu: $*" >&2; }
+
+# A docker CLI whose `build` has BuildKit's --secret (Docker >= 23 always; 20.10 with DOCKER_BUILDKIT=1).
+export DOCKER_BUILDKIT=1
+if [ -z "${DOCKER:-}" ]; then
+    for candidate in docker /usr/bin/docker; do
+        if command -v "$candidate" >/dev/null && "$candidate" build --help 2>/dev/null | grep -q -- '--secret'; then
+            DOCKER=$candidate; break
+        fi
+    done
+fi
+[ -n "${DOCKER:-}" ] || { say "no docker CLI with BuildKit (build --secret) found; install docker-buildx or Debian's docker.io"; exit 2; }
+
+# 1. Base image.
+if ! "$DOCKER" image inspect "$BASE_IMAGE" >/dev/null 2>&1; then
+    command -v debootstrap >/dev/null || { say "debootstrap is not installed (apt-get install debootstrap)"; exit 2; }
+    rootfs=$(mktemp -d)
+    trap 'rm -rf "$rootfs"' EXIT
+    say "making $BASE_IMAGE with debootstrap (about a minute)"
+    start=$SECONDS
+    debootstrap --variant=minbase bookworm "$rootfs" "$DEBIAN_MIRROR" >/dev/null
+    rm -rf "$rootfs"/var/cache/apt/archives/*.deb "$rootfs"/var/lib/apt/lists/*
+    tar -C "$rootfs" -c . | "$DOCKER" import -c 'CMD ["/bin/bash"]' \
+        -m "debootstrap --variant=minbase bookworm $DEBIAN_MIRROR" - "$BASE_IMAGE" >/dev/null
+    say "base made in $((SECONDS - start)) s"
+fi
+
+# 2. Wheelhouse: the CPU torch wheel, whose hash the lock pins.
+mkdir -p wheelhouse
+if [ ! -f "wheelhouse/$WHEEL_NAME" ]; then
+    wheel=${TORCH_WHEEL:-}
+    if [ -z "$wheel" ]; then
+        for dir in /opt/wheels $(pip config get global.find-links 2>/dev/null || true) ${PIP_FIND_LINKS:-}; do
+            [ -f "$dir/$WHEEL_NAME" ] && { wheel=$dir/$WHEEL_NAME; break; }
+        done
+    fi
+    [ -n "$wheel" ] && [ -f "$wheel" ] || { say "no $WHEEL_NAME found: set TORCH_WHEEL=PATH (from download.pytorch.org/whl/cpu)"; exit 2; }
+    ln "$wheel" "wheelhouse/$WHEEL_NAME" 2>/dev/null || cp "$wheel" "wheelhouse/$WHEEL_NAME"
+fi
+want=$(grep -A1 '^torch==2.13.0+cpu' requirements/cpu.lock | grep -o 'sha256:[0-9a-f]*' | cut -d: -f2)
+have=$(sha256sum "wheelhouse/$WHEEL_NAME" | cut -d' ' -f1)
+[ "$want" = "$have" ] || { say "wheelhouse/$WHEEL_NAME has sha256 $have; requirements/cpu.lock wants $want"; exit 2; }
+
+# 3. The image.
+secret=()
+if [ -n "$CA_BUNDLE" ] && [ -s "$CA_BUNDLE" ]; then secret=(--secret "id=ca,src=$CA_BUNDLE"); fi
+start=$SECONDS
+"$DOCKER" build \
+    --build-arg FLAVOR=cpu \
+    --build-arg BASE_IMAGE="$BASE_IMAGE" \
+    --build-arg WHEELHOUSE=wheelhouse \
+    --build-arg TORCH_CUDA=none --build-arg MIN_DRIVER=none --build-arg GPU_ARCHS=none \
+    --build-arg VCS_REF="$(git rev-parse --short HEAD 2>/dev/null || echo unknown)" \
+    "${secret[@]}" \
+    --tag "$IMAGE" \
+    "$@" .
+say "$IMAGE built in $((SECONDS - start)) s"

@@ -192,12 +192,21 @@ def test_ctrl_c_stops_collects_partial_and_cleans_up(workdir, standin_image, lef
     assert list(partial.glob("checkpoint-*/trainer_state.json")), "the run saved a checkpoint on SIGTERM"
 
 
-def test_resume_after_ctrl_c_continues_from_the_checkpoint(workdir, standin_image, cli, leftovers):
-    env = {"STANDIN_STEPS": "25", "STANDIN_STEP_SECONDS": "0.1"}
-    process = _popen(workdir, "start", "config.yml", "--image", standin_image, *SLOW_ARGS, env=env)
-    run_id = started_run(_wait_for(process, "[progress] step 3/25"))
+RESUMABLE = {"STANDIN_STEPS": "25", "STANDIN_STEP_SECONDS": "0.1"}
+
+
+def _ctrl_c_after(workdir: Path, image: str, step: int) -> str:
+    """Start a run, press Ctrl-C once it reached `step`; returns its id."""
+    process = _popen(workdir, "start", "config.yml", "--image", image, *SLOW_ARGS, env=RESUMABLE)
+    run_id = started_run(_wait_for(process, f"[progress] step {step}/25"))
     process.send_signal(signal.SIGINT)
     assert process.wait(timeout=60) == 130
+    return run_id
+
+
+def test_resume_after_ctrl_c_continues_from_the_checkpoint(workdir, standin_image, cli, leftovers):
+    env = RESUMABLE
+    run_id = _ctrl_c_after(workdir, standin_image, 3)
     partial = workdir / "outputs" / f"{run_id}.partial"
     (checkpoint,) = partial.glob("checkpoint-*")
     resumed = cli("resume", run_id, env=env)
@@ -213,14 +222,10 @@ def test_resume_after_ctrl_c_continues_from_the_checkpoint(workdir, standin_imag
 
 
 def test_resume_refuses_changed_data(workdir, standin_image, cli, leftovers):
-    env = {"STANDIN_STEPS": "25", "STANDIN_STEP_SECONDS": "0.1"}
-    process = _popen(workdir, "start", "config.yml", "--image", standin_image, *SLOW_ARGS, env=env)
-    run_id = started_run(_wait_for(process, "[progress] step 2/25"))
-    process.send_signal(signal.SIGINT)
-    assert process.wait(timeout=60) == 130
+    run_id = _ctrl_c_after(workdir, standin_image, 2)
     with (workdir / "data" / "train.jsonl").open("a") as handle:
         handle.write("{}\n")
-    refused = cli("resume", run_id, env=env)
+    refused = cli("resume", run_id, env=RESUMABLE)
     assert refused.returncode == 2 and "data/train.jsonl changed since" in refused.stderr
     assert leftovers() == []
 

@@ -120,3 +120,19 @@ def leftovers(docker_client):
     for volume in docker_client.volumes.list(filters={"label": "org.chatlike.run"}):
         if volume.name not in before_v:
             volume.remove(force=True)
+
+
+@pytest.fixture(scope="session")
+def cpu_image(docker_client) -> str:
+    """The real training image, CPU flavor, built from the repository's Dockerfile by docker/build-cpu.sh."""
+    import shutil
+
+    if os.geteuid() != 0 or not shutil.which("debootstrap"):
+        try:
+            docker_client.images.get("chatlike/debian:bookworm-minbase")
+        except Exception:
+            need("making the base image needs root and debootstrap")
+    build = subprocess.run(["bash", str(HERE.parent / "docker" / "build-cpu.sh")], capture_output=True, text=True)
+    if build.returncode != 0:
+        pytest.fail(f"the CPU image did not build:\n{build.stdout[-3000:]}\n{build.stderr[-3000:]}")
+    return "chatlike/train:cpu"

@@ -1,0 +1,48 @@
+"""The real training image (CPU flavor) driven by the runner: real Axolotl, a tiny model made in the image."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import time
+
+import pytest
+
+from conftest import runner_cmd, started_run
+
+pytestmark = pytest.mark.engine
+
+
+@pytest.fixture
+def dataset(workdir):
+    """data/train.jsonl as `prepare` writes it from the bundled example."""
+    subprocess.run(runner_cmd("prepare", "-o", "prepared"), cwd=workdir, check=True, capture_output=True)
+    return workdir / "prepared" / "train.jsonl"
+
+
+def test_smoke_run_trains_for_real(cli, cpu_image, dataset, workdir, leftovers):
+    result = cli("start", "--smoke", "--data", str(dataset), timeout=900)
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr
+    assert "validating the config and dataset" in result.stdout
+    assert "[progress] step 10/10  loss" in result.stdout, result.stdout[-3000:]
+    (out,) = (workdir / "outputs").iterdir()
+    assert (out / "adapter_model.safetensors").stat().st_size > 0
+    assert "'loss'" in (out / "logs" / "train.log").read_text()
+    train_manifest = json.loads((out / "train-manifest.json").read_text())
+    assert train_manifest["exit_code"] == 0
+    manifest = json.loads((out / "manifest.json").read_text())
+    assert manifest["status"] == "succeeded" and manifest["image"]["id"].startswith("sha256:")
+
+
+def test_resume_continues_from_the_checkpoint(cli, cpu_image, dataset, workdir, leftovers):
+    run_id = started_run(cli("start", "--smoke", "--data", str(dataset), "--detach", check=True, timeout=300).stdout)
+    deadline = time.monotonic() + 600
+    while "3/10 [" not in cli("logs", run_id).stdout:
+        assert time.monotonic() < deadline, cli("logs", run_id).stdout[-3000:]
+        time.sleep(2)
+    cli("stop", run_id, check=True, timeout=300)
+    resumed = cli("resume", run_id, timeout=900)
+    assert resumed.returncode == 0, resumed.stdout[-3000:] + resumed.stderr
+    log = (workdir / "outputs" / run_id / "logs" / "train.log").read_text()
+    assert "checkpoint" in log.lower() and "resum" in log.lower(), log[-3000:]
+    assert json.loads((workdir / "outputs" / run_id / "manifest.json").read_text())["status"] == "succeeded"

@@ -124,7 +124,7 @@ def leftovers(docker_client):
 
 @pytest.fixture(scope="session")
 def cpu_image(docker_client) -> str:
-    """The real training image, CPU flavor, built from the repository's Dockerfile by docker/build-cpu.sh."""
+    """The real training image, CPU flavor, built from the repository's Dockerfile by `chatlike-runner build`."""
     import shutil
 
     if os.geteuid() != 0 or not shutil.which("debootstrap"):
@@ -132,7 +132,7 @@ def cpu_image(docker_client) -> str:
             docker_client.images.get("chatlike/debian:bookworm-minbase")
         except Exception:
             need("making the base image needs root and debootstrap")
-    build = subprocess.run(["bash", str(HERE.parent / "docker" / "build-cpu.sh")], capture_output=True, text=True)
+    build = subprocess.run(runner_cmd("build", "--flavor", "cpu"), capture_output=True, text=True)
     if build.returncode != 0:
         pytest.fail(f"the CPU image did not build:\n{build.stdout[-3000:]}\n{build.stderr[-3000:]}")
     return "chatlike/train:cpu"

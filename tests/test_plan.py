@@ -146,3 +146,13 @@ def test_gpu_requests_become_docker_device_requests(gpus, expected):
     request = _device_request(parse_gpus(gpus))
     assert request["Capabilities"] == [["gpu"]] and request["Driver"] == ""
     assert {key: request[key] for key in expected} == expected
+
+
+def test_the_cuda_build_command(tmp_path):
+    from chatlike_runner import build
+
+    ca = tmp_path / "ca.pem"
+    command = build.command("cuda", "me/train:1", ca)
+    assert command[1:4] == ["build", "--tag", "me/train:1"]
+    assert command[4:6] == ["--secret", f"id=ca,src={ca}"] and command[-1] == str(build.REPO)
+    assert build.command("cpu", None, None)[-1].endswith("docker/build-cpu.sh")

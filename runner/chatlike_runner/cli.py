@@ -9,7 +9,7 @@ import click
 from rich.console import Console
 from rich.table import Column, Table
 
-from . import __version__, preflight, runs
+from . import __version__, build, preflight, runs
 from . import constants as c
 from .plan import build_plan, parse_gpus
 
@@ -162,6 +162,18 @@ def ls(host: str | None) -> None:
     for row in rows:
         table.add_row(*(str(v) if v is not None else "" for v in row.values()))
     console.print(table if rows else "no runs")
+
+
+@cli.command(name="build")
+@click.option("--flavor", type=click.Choice(["cuda", "cpu"]), default="cuda", show_default=True,
+              help=f"cuda: {c.DEFAULT_IMAGE} for NVIDIA GPUs; cpu: {c.CPU_IMAGE} for smoke runs without one.")
+@click.option("--tag", help="Image name to build.  [default: by flavor]")
+@click.option("--ca-bundle", type=click.Path(dir_okay=False, exists=True, path_type=Path),
+              help="Extra CA bundle for a TLS-intercepting proxy; used during the build only, never stored in the image.")
+@host_option
+def build_image(flavor: str, tag: str | None, ca_bundle: Path | None, host: str | None) -> None:
+    """Build the training image from this checkout's Dockerfile (needs the docker CLI with BuildKit)."""
+    sys.exit(build.build(flavor, host, tag, ca_bundle))
 
 
 @cli.command()

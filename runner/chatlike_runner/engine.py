@@ -125,7 +125,7 @@ class Engine:
             image = self.client.images.get(ref)
         except docker.errors.ImageNotFound:
             raise ChatlikeError(
-                f"image {ref} is not on the Docker host; build it (README: \"The training image\") "
+                f"image {ref} is not on the Docker host; build it (`chatlike-runner build`, `--flavor cpu` for {c.CPU_IMAGE}) "
                 f"or pull it (`docker pull {ref}`), or pass --image"
             ) from None
         except docker.errors.APIError as exc:

@@ -112,7 +112,8 @@ RUN --mount=type=secret,id=ca,required=false \
         python /opt/chatlike/fetch-hub-kernel.py "${FA2_HUB_KERNEL}" "${FA2_HUB_KERNEL_REVISION}"; \
     else \
         HF_HUB_OFFLINE=1 chatlike-train tiny-model /opt/chatlike/tiny-model; \
-    fi
+    fi \
+    && chmod -R a+rX /opt/chatlike
 
 # Declared here, not above, so a new commit does not invalidate the install layers.
 ARG BASE_IMAGE

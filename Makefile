@@ -9,19 +9,19 @@ TRAIN_VENV ?= .venv-train
 
 $(BIN)/chatlike-runner: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
-	$(BIN)/pip install --quiet --upgrade pip
-	$(BIN)/pip install --quiet -e '.[test]'
+	$(BIN)/pip install -qq --upgrade pip
+	$(BIN)/pip install -qq -e '.[test]'
 	touch $@
 
 setup: $(BIN)/chatlike-runner
 
 $(TRAIN_VENV)/bin/axolotl:
 	$(PYTHON) -m venv $(TRAIN_VENV)
-	$(TRAIN_VENV)/bin/pip install --quiet torch==2.13.0 axolotl==0.19.0
+	$(TRAIN_VENV)/bin/pip install -qq torch==2.13.0 axolotl==0.19.0
 	touch $@
 
 $(TRAIN_VENV)/.chatlike: $(TRAIN_VENV)/bin/axolotl pyproject.toml
-	$(TRAIN_VENV)/bin/pip install --quiet --no-deps -e .
+	$(TRAIN_VENV)/bin/pip install -qq --no-deps -e .
 	touch $@
 
 train-venv: $(TRAIN_VENV)/.chatlike

@@ -37,12 +37,21 @@ def test_lines_split_across_chunks_and_carriage_returns():
 
 def test_multibyte_characters_split_between_chunks():
     data = "привет 👋\n".encode()
-    assert list(lines([data[:8], data[8:]])) == ["привет 👋"]
+    for cut in range(1, len(data)):
+        assert list(lines([data[:cut], data[cut:]])) == ["привет 👋"]
 
 
 def test_redactor_hides_secrets():
     redact = Redactor(["hf_abcdef123", "abc"])
     assert redact("token hf_abcdef123 and abc") == "token *** and abc"
+
+
+def test_redactor_stream_hides_secrets_split_between_chunks():
+    redact = Redactor(["hf_abcdef123"])
+    data = "a hf_abcdef123 b\r hf_abcdef123\n".encode()
+    for cut in range(1, len(data)):
+        assert "".join(redact.stream([data[:cut], data[cut:]])) == "a *** b\r ***\n"
+    assert "".join(Redactor([]).stream([b"plain"])) == "plain"
 
 
 def test_plain_display_prints_progress_lines():

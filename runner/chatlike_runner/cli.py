@@ -126,9 +126,8 @@ def fetch(run: str, out: Path, host: str | None) -> None:
 @host_option
 def logs(run: str, follow: bool, host: str | None) -> None:
     """Print RUN's log."""
-    redact, chunks = runs.logs(host, run, follow)
-    for chunk in chunks:
-        sys.stdout.write(redact(chunk.decode("utf-8", "replace")))
+    for text in runs.logs(host, run, follow):
+        sys.stdout.write(text)
         sys.stdout.flush()
 
 

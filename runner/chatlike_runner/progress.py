@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import codecs
 import re
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
@@ -50,11 +51,19 @@ class TrainingState:
         return "  ".join(parts)
 
 
-def lines(chunks: Iterable[bytes]) -> Iterator[str]:
-    """Split a byte stream into text lines at \\n and at tqdm's \\r, across chunk borders."""
-    pending = ""
+def texts(chunks: Iterable[bytes]) -> Iterator[str]:
+    """Decode a byte stream as UTF-8, also where a character is split between chunks."""
+    decoder = codecs.getincrementaldecoder("utf-8")("replace")
     for chunk in chunks:
-        pending += chunk.decode("utf-8", "replace")
+        yield decoder.decode(chunk)
+    yield decoder.decode(b"", final=True)
+
+
+def lines(chunks: Iterable[bytes]) -> Iterator[str]:
+    """Split a byte stream into text lines at \n and at tqdm's \r, across chunk borders."""
+    pending = ""
+    for text in texts(chunks):
+        pending += text
         *complete, pending = re.split(r"\r\n|\r|\n", pending)
         yield from (line for line in complete if line.strip())
     if pending.strip():
@@ -71,6 +80,20 @@ class Redactor:
         for secret in self.secrets:
             text = text.replace(secret, "***")
         return text
+
+    def stream(self, chunks: Iterable[bytes]) -> Iterator[str]:
+        """Redacted text of a byte stream, also where a secret is split between chunks: the
+        last few characters wait for the next chunk, as they may begin a secret."""
+        keep = max((len(s) for s in self.secrets), default=1) - 1
+        pending = ""
+        for text in texts(chunks):
+            pending = self(pending + text)
+            cut = max(len(pending) - keep, 0)
+            if cut:
+                yield pending[:cut]
+                pending = pending[cut:]
+        if pending:
+            yield pending
 
 
 class Display:

@@ -10,6 +10,7 @@ import os
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
+from collections.abc import Iterator
 from typing import Any
 
 from docker.models.containers import Container
@@ -183,10 +184,8 @@ def collect(engine: Engine, container: Container, out_dir: Path) -> Path:
             sums = (Path(inputs) / c.INPUT_SUMS).read_text(encoding="utf-8", errors="replace")
         log = tmp / artifacts.CONTAINER_LOG
         log.parent.mkdir(parents=True, exist_ok=True)
-        redact = redactor(flags)
         with log.open("w", encoding="utf-8") as handle:
-            for chunk in engine.logs(container, follow=False):
-                handle.write(redact(chunk.decode("utf-8", "replace")))
+            handle.writelines(redactor(flags).stream(engine.logs(container, follow=False)))
         try:
             image = engine.image(container.attrs["Image"])
             image["ref"] = flags.get("image")
@@ -221,12 +220,12 @@ def fetch(host: str | None, ref: str, out_dir: Path) -> Outcome:
     return _outcome(container.labels[c.LABEL_RUN], engine.state(container), path)
 
 
-def logs(host: str | None, ref: str, follow_: bool) -> tuple[Redactor, Any]:
-    """The log chunks of a run, with the redactor to apply."""
+def logs(host: str | None, ref: str, follow_: bool) -> Iterator[str]:
+    """A run's log as text, secrets redacted."""
     engine = Engine.connect(host)
     container = engine.run(ref)
     flags = json.loads(container.labels.get(c.LABEL_PLAN, "{}"))
-    return redactor(flags), engine.logs(container, follow=follow_)
+    return redactor(flags).stream(engine.logs(container, follow=follow_))
 
 
 def stop(host: str | None, ref: str, timeout: int) -> str:

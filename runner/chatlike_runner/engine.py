@@ -59,7 +59,7 @@ def _one_line(exc: BaseException) -> str:
     return " ".join(str(exc).split())[:300] or type(exc).__name__
 
 
-def _ssh_hint(host: str, exc: BaseException) -> str:
+def _ssh_hint(exc: BaseException) -> str:
     text = _one_line(exc)
     if "known_hosts" in text:
         return f"{text}; connect once with `ssh` to accept the host key, then retry"
@@ -79,17 +79,18 @@ class Engine:
         """Connect to `host`, else DOCKER_HOST, else the active docker context."""
         where = host or os.environ.get("DOCKER_HOST") or "the local Docker engine"
         try:
-            if host:
+            if host and host.startswith("ssh://"):
                 # docker-py opens one ssh channel per endpoint it keeps a pool for; sshd allows 10
                 # sessions per connection, so keep few pools and leave room for streams in flight.
-                pools = {"num_pools": SSH_POOLS} if host.startswith("ssh://") else {}
-                client = docker.DockerClient(base_url=host, use_ssh_client=False, timeout=120, **pools)
+                client = docker.DockerClient(base_url=host, use_ssh_client=False, timeout=120, num_pools=SSH_POOLS)
+            elif host:  # through from_env, so that DOCKER_TLS_VERIFY and DOCKER_CERT_PATH still apply
+                client = docker.from_env(timeout=120, environment={**os.environ, "DOCKER_HOST": host})
             else:
                 client = docker.from_env(timeout=120)
             client.ping()
         except Exception as exc:  # docker-py, requests, paramiko and socket errors all mean: unreachable
             if where.startswith("ssh://"):
-                detail = _ssh_hint(where, exc)
+                detail = _ssh_hint(exc)
             else:
                 detail = (
                     f"{_one_line(exc)}; start it (`sudo systemctl start docker`), "

@@ -11,6 +11,8 @@ from pathlib import Path
 
 import pytest
 
+from conftest import need
+
 from chatlike_runner import constants as c
 from chatlike_runner.artifacts import destination, publish
 from chatlike_runner.errors import ChatlikeError
@@ -140,3 +142,15 @@ def test_a_full_disk_publishes_nothing(tmp_path):
     with pytest.raises(ChatlikeError, match="no space left .* nothing was published"):
         publish(tmp_path, "r3", True, fill)
     assert list(tmp_path.iterdir()) == []
+
+
+def test_under_sudo_the_copy_belongs_to_the_invoking_user(tmp_path, monkeypatch):
+    import os
+
+    if os.geteuid() != 0:
+        need("handing files to another user needs root, as under sudo")
+    monkeypatch.setenv("SUDO_UID", "4321")
+    monkeypatch.setenv("SUDO_GID", "4322")
+    final = publish(tmp_path, "r4", True, _fill({"adapter": b"1"}))
+    for path in (final, final / "adapter", final / "manifest.json"):
+        assert (path.stat().st_uid, path.stat().st_gid) == (4321, 4322)

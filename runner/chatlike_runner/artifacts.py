@@ -148,7 +148,7 @@ def publish(
 def _give_to_invoking_user(root: Path) -> None:
     """Under sudo, hand the files to the user who ran sudo rather than to root."""
     uid, gid = os.environ.get("SUDO_UID"), os.environ.get("SUDO_GID")
-    if os.geteuid() != 0 or not uid or not gid:
+    if not uid or not gid or not hasattr(os, "geteuid") or os.geteuid() != 0:  # no geteuid on Windows
         return
     for path in [root, *root.rglob("*")]:
         os.lchown(path, int(uid), int(gid))

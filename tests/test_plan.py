@@ -156,3 +156,12 @@ def test_the_cuda_build_command(tmp_path):
     assert command[1:4] == ["build", "--tag", "me/train:1"]
     assert command[4:6] == ["--secret", f"id=ca,src={ca}"] and command[-1] == str(build.REPO)
     assert build.command("cpu", None, None)[-1].endswith("docker/build-cpu.sh")
+
+
+def test_an_old_gpu_driver_is_named():
+    from chatlike_runner.preflight import driver_too_old
+
+    gpus = ["0, NVIDIA GeForce RTX 3090, 24576 MiB, 550.54.14", "1, NVIDIA GeForce RTX 3090, 24576 MiB, 550.54.14"]
+    assert driver_too_old(gpus, "580") == "GPU driver 550.54.14 is older than 580, which the image's CUDA build needs"
+    assert driver_too_old(["0, NVIDIA H200, 143771 MiB, 580.65.06"], "580") is None
+    assert driver_too_old(gpus, "none") is None  # the CPU flavor states no minimum

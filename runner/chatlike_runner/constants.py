@@ -24,6 +24,7 @@ LABEL_RUN = "org.chatlike.run"
 LABEL_ROLE = "org.chatlike.role"
 LABEL_PLAN = "org.chatlike.plan"
 LABEL_CACHE = "org.chatlike.cache"
+LABEL_MIN_DRIVER = "org.chatlike.min-driver"  # on the training image: the oldest NVIDIA driver its CUDA runs on
 ROLE_TRAIN = "train"
 ROLE_PROBE = "gpu-probe"
 ROLE_VALIDATE = "validate"

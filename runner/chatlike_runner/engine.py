@@ -158,7 +158,7 @@ class Engine:
         status, output = self.run_once(
             "checking the GPUs",
             image,
-            ["nvidia-smi", "--query-gpu=index,name,memory.total", "--format=csv,noheader"],
+            ["nvidia-smi", "--query-gpu=index,name,memory.total,driver_version", "--format=csv,noheader"],
             device_requests=[_device_request(gpus)],
             environment={"NVIDIA_DRIVER_CAPABILITIES": "compute,utility"},
             labels={c.LABEL_ROLE: c.ROLE_PROBE},

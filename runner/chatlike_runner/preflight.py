@@ -57,17 +57,33 @@ def image_check(engine: Engine, ref: str) -> Check:
     return _guard("image", work)
 
 
-def gpu_check(engine: Engine, image: str, gpus: GpuRequest) -> Check:
+def gpu_check(engine: Engine, image: dict[str, Any], gpus: GpuRequest) -> Check:
+    """The GPUs a container of `image` sees, and whether their driver is new enough for its CUDA."""
     if not gpus.wanted:
         return Check("gpus", True, "none requested (CPU run)", [])
 
     def work() -> Check:
-        names = engine.gpu_names(image, gpus)
-        if not names:
+        found = engine.gpu_names(image["id"], gpus)
+        if not found:
             return Check("gpus", False, f"--gpus {gpus}: no GPU is visible on the Docker host; check `nvidia-smi` there")
-        return Check("gpus", True, f"{len(names)} found: " + "; ".join(names), names)
+        old = driver_too_old(found, (image.get("labels") or {}).get(c.LABEL_MIN_DRIVER, ""))
+        if old:
+            return Check("gpus", False, f"{old}; update the NVIDIA driver on the Docker host")
+        return Check("gpus", True, f"{len(found)} found: " + "; ".join(found), found)
 
     return _guard("gpus", work)
+
+
+def driver_too_old(gpus: list[str], minimum: str) -> str | None:
+    """What is wrong when a GPU's driver (the last field of its nvidia-smi line) is below `minimum`."""
+    if not minimum.isdigit():
+        return None
+    for line in gpus:
+        driver = line.rsplit(",", 1)[-1].strip()
+        major = driver.split(".")[0]
+        if major.isdigit() and int(major) < int(minimum):
+            return f"GPU driver {driver} is older than {minimum}, which the image's CUDA build needs"
+    return None
 
 
 def space_check(out_dir: Path, need: int = c.MIN_FREE_BYTES) -> Check:
@@ -101,7 +117,7 @@ def for_run(plan: RunPlan) -> tuple[Engine, dict[str, Any]]:
     space_check(plan.out_dir).require()
     engine = engine_check(plan.host).require()
     image = image_check(engine, plan.image).require()
-    gpu_check(engine, image["id"], plan.gpus).require()
+    gpu_check(engine, image, plan.gpus).require()
     return engine, image
 
 
@@ -114,6 +130,6 @@ def doctor(host: str | None, image: str, gpus: GpuRequest, out_dir: Path) -> lis
         runtimes = engine.info()["runtimes"]
         checks.append(Check("runtimes", True, ", ".join(runtimes)))
         if checks[1].ok:
-            checks.append(gpu_check(engine, checks[1].data["id"], gpus))
+            checks.append(gpu_check(engine, checks[1].data, gpus))
     checks.append(space_check(out_dir))
     return checks

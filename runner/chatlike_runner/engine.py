@@ -247,21 +247,29 @@ class Engine:
             container.stop(timeout=timeout)
 
     def archive(self, container: Container, path: str) -> Iterator[bytes]:
-        """A tar stream of `path` inside the container, in bounded chunks.
+        """A tar stream of `path` inside the container, in pieces of up to 1 MiB.
 
-        Closing it early still reads the response to its end, so the connection (an ssh channel
-        on a remote engine, of which sshd allows few) goes back to the pool.
+        docker-py's get_archive yields each 32 KiB HTTP chunk the engine sends; reading the same
+        response a MiB at a time costs fewer calls downstream (measured: bench/copy_out.py).
+        Closing the stream early still reads the response to its end, so the connection (an ssh
+        channel on a remote engine, of which sshd allows few) goes back to the pool.
         """
-        action = f"copying {path} out"
-        with translated(action):
-            stream, _ = self.api.get_archive(container.id, path, chunk_size=CHUNK)
+        with translated(f"copying {path} out"):
+            url = f"{self.api.base_url}/v{self.api.api_version}/containers/{container.id}/archive"
+            response = self.api.get(url, params={"path": path}, stream=True, headers={"Accept-Encoding": "identity"})
+            if response.status_code == 404:
+                raise ChatlikeError(f"copying {path} out: {path} is not in the container")
+            response.raise_for_status()
             try:
-                yield from stream
+                while piece := response.raw.read(CHUNK):
+                    yield piece
             except GeneratorExit:
                 with contextlib.suppress(Exception):
-                    for _ in stream:
+                    while response.raw.read(CHUNK):
                         pass
                 raise
+            finally:
+                response.close()
 
     def runs(self) -> list[Container]:
         """Every training container of chatlike on this engine, newest first."""

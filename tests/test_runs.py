@@ -183,6 +183,7 @@ def test_ctrl_c_stops_collects_partial_and_cleans_up(workdir, standin_image, lef
     output = process.communicate(timeout=60)[0]
     assert process.returncode == 130, output
     assert "still cleaning up" in output and "Traceback" not in output
+    assert "chatlike-runner resume" in output
     assert leftovers() == []
     outputs = workdir / "outputs"
     (partial,) = [p for p in outputs.iterdir()]

@@ -39,9 +39,15 @@ def _finish(outcome: runs.Outcome) -> None:
         )
     elif outcome.status == "oom":
         console.print(
-            f"run {outcome.run_id} ran out of memory (OOM-killed). Lower micro_batch_size or sequence_len, "
-            "enable gradient_checkpointing, or raise --memory.",
+            f"run {outcome.run_id} ran out of memory (OOM-killed); outputs in {outcome.path}. Lower "
+            "micro_batch_size or sequence_len, enable gradient_checkpointing, or raise --memory.",
             style="red",
+        )
+    elif outcome.status == "stopped":
+        console.print(
+            f"run {outcome.run_id} stopped (exit {outcome.exit_code}); what it wrote is in {outcome.path}. "
+            f"Continue it with `chatlike-runner resume {outcome.run_id}`.",
+            style="yellow",
         )
     elif outcome.path is not None:
         style = "green" if outcome.status == "succeeded" else "red"

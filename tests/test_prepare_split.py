@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from prepare_fixtures.exports import MIN, chat, contents, exchange, full, run_ok
+from prepare_fixtures.exports import chat, contents, exchange, full, run_ok
 
 from chatlike_runner.prepare.split import heldout_flags
 

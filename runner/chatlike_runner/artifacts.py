@@ -14,7 +14,6 @@ import os
 import platform
 import shutil
 import sys
-import tempfile
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -23,6 +22,7 @@ from typing import Any
 from . import __version__
 from . import constants as c
 from .errors import ChatlikeError
+from .files import hidden_folder
 
 MANIFEST = "manifest.json"
 CONTAINER_LOG = "logs/container.log"
@@ -112,11 +112,7 @@ def publish(
     final = destination(out_dir, run_id, complete)
     if complete and final.exists():
         raise ChatlikeError(f"{final} already exists and is not run {run_id}'s copy; move it away, or pass --out")
-    try:
-        out_dir.mkdir(parents=True, exist_ok=True)
-        tmp = Path(tempfile.mkdtemp(prefix=f".{run_id}.", suffix=".incoming", dir=out_dir))
-    except OSError as exc:
-        raise ChatlikeError(f"cannot write to {out_dir} ({exc.strerror}); pass --out with a writable folder") from None
+    tmp = hidden_folder(out_dir, run_id, ".incoming", "--out")
     try:
         record = fill(tmp)
         (tmp / MANIFEST).write_text(json.dumps(record, indent=2, sort_keys=True) + "\n", encoding="utf-8")
@@ -124,7 +120,7 @@ def publish(
         os.chmod(tmp, 0o755)
         old = None
         if final.exists():
-            old = Path(tempfile.mkdtemp(prefix=f".{run_id}.", suffix=".old", dir=out_dir))
+            old = hidden_folder(out_dir, run_id, ".old", "--out")
             os.rename(final, old / "snapshot")
         os.rename(tmp, final)
         if old is not None:

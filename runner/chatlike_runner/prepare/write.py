@@ -4,12 +4,12 @@ from __future__ import annotations
 
 import os
 import shutil
-import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
 from ..errors import ChatlikeError
+from ..files import hidden_folder
 
 DATASET_FILES = ("train.jsonl", "heldout.jsonl", "report.json")
 
@@ -28,12 +28,7 @@ def check_target(out: Path, force: bool) -> None:
 def staged(out: Path, force: bool) -> Iterator[Path]:
     """A temp folder next to out; on success its dataset files replace those in out, on failure it is removed."""
     check_target(out, force)
-    parent = out.absolute().parent
-    try:
-        parent.mkdir(parents=True, exist_ok=True)
-        temp = Path(tempfile.mkdtemp(prefix=f".{out.absolute().name}.", suffix=".partial", dir=parent))
-    except OSError as exc:
-        raise ChatlikeError(f"cannot write next to {out} ({exc.strerror}); pass -o with a writable folder") from None
+    temp = hidden_folder(out.absolute().parent, out.absolute().name, ".partial", "-o")
     try:
         yield temp
         check_target(out, force)

@@ -106,10 +106,13 @@ def resume(host: str | None, ref: str, out_dir: Path, console: Console, stop_tim
         console.print(f"run {run_id} resumed on {engine.url}", highlight=False)
         return follow_and_collect(engine, container, out_dir, console, stop_timeout)
     partial = _partial(out_dir, ref)
-    record = json.loads((partial / artifacts.MANIFEST).read_text(encoding="utf-8"))
-    run_id = record["run_id"]
+    try:
+        record = json.loads((partial / artifacts.MANIFEST).read_text(encoding="utf-8"))
+        run_id, flags = record["run_id"], record["flags"]
+    except (OSError, ValueError, KeyError, TypeError):
+        raise ChatlikeError(f"{partial / artifacts.MANIFEST} is unreadable or not a run's manifest; cannot resume from it") from None
     _refuse_if_final(out_dir, run_id)
-    plan = replan(record["flags"], run_id, out_dir, host)
+    plan = replan(flags, run_id, out_dir, host)
     engine, image = preflight.for_run(plan)
     expected = {**record.get("dataset_sha256", {}), c.ORIGINAL_CONFIG_NAME: record.get("config_sha256")}
     container = _launch(engine, plan, image, console, earlier=partial, expected=expected)

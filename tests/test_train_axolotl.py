@@ -121,6 +121,8 @@ def test_run_trains_the_tiny_model_and_writes_adapter_log_and_manifest(home):
     manifest = json.loads((out / "train-manifest.json").read_text())
     assert manifest["exit_code"] == 0 and manifest["stopped_by"] is None and manifest["ended"]
     assert manifest["gpus"]["count"] == 0 and manifest["packages"]["axolotl"] == "0.19.0"
+    # Written by the trainer itself: bf16: auto on a CPU trains in fp16 (Axolotl's rule), not in fp32.
+    assert manifest["precision"] == {"mixed": "fp16", "tf32": False, "model_dtype": "float16"}
     assert manifest["torch"]["version"].startswith("2.13.0") and len(manifest["pip_freeze_sha256"]) == 64
     assert [d["path"] for d in manifest["datasets"]] == [str(home / "data" / "train.jsonl")]
 

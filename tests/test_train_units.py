@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import signal
+import subprocess
 import sys
 from pathlib import Path
 
@@ -68,15 +69,15 @@ def _raw(tmp_path: Path) -> dict:
     }
 
 
-def test_effective_config_without_gpus_drops_deepspeed_and_adds_the_stop_plugin(tmp_path):
+def test_effective_config_without_gpus_drops_deepspeed_and_adds_the_plugin(tmp_path):
     raw = _raw(tmp_path)
     effective = cfg.effective(raw, tmp_path / "configs", 0, {})
     assert "deepspeed" not in effective and raw["deepspeed"] == "deepspeed/zero2.json"
-    assert effective["plugins"] == [cfg.STOP_PLUGIN]
+    assert effective["plugins"] == [cfg.PLUGIN]
     assert effective["datasets"][0]["path"] == str(tmp_path / "data" / "train.jsonl")
     assert effective["datasets"][1]["path"] == "org/hub-dataset"
     assert effective["wandb_mode"] == "offline"
-    assert cfg.effective(effective, tmp_path, 0, {"WANDB_API_KEY": "x"})["plugins"] == [cfg.STOP_PLUGIN]
+    assert cfg.effective(effective, tmp_path, 0, {"WANDB_API_KEY": "x"})["plugins"] == [cfg.PLUGIN]
 
 
 def test_effective_config_with_gpus_finds_the_bundled_deepspeed_json(tmp_path, monkeypatch):
@@ -144,3 +145,34 @@ def test_manifest_helpers(tmp_path):
     (tmp_path / "checkpoint-final").mkdir()
     assert manifest.latest_checkpoint(tmp_path) == "checkpoint-40"
     assert manifest.latest_checkpoint(tmp_path / "checkpoint-5") is None
+
+
+def _copy(site: Path, version: str, dist_info: bool) -> None:
+    (site / "fakepkg").mkdir(parents=True)
+    (site / "fakepkg" / "__init__.py").write_text(f"__version__ = {version!r}\n")
+    if dist_info:
+        info = site / f"fakepkg-{version}.dist-info"
+        info.mkdir()
+        (info / "METADATA").write_text(f"Metadata-Version: 2.1\nName: fakepkg\nVersion: {version}\n")
+        (info / "RECORD").write_text("fakepkg/__init__.py,,\n")
+        plugin = site / "fakepkg_plugin-0.0.7.dist-info"  # another distribution adding files under fakepkg/
+        plugin.mkdir()
+        (plugin / "METADATA").write_text("Metadata-Version: 2.1\nName: fakepkg-plugin\nVersion: 0.0.7\n")
+        (plugin / "RECORD").write_text("fakepkg/plugin/__init__.py,,\n")
+
+
+@pytest.mark.parametrize("load", [True, False])
+@pytest.mark.parametrize(("first", "installed", "expected"), [
+    ("1.0", True, "1.0"),  # two installed copies: the one first on the path is imported, not the highest
+    ("1.5", False, "1.5"),  # a source checkout on PYTHONPATH over an installed copy
+])
+def test_versions_are_those_of_the_copy_imported(tmp_path, load, first, installed, expected):
+    _copy(tmp_path / "first", first, installed)
+    _copy(tmp_path / "second", "2.0", True)
+    script = ("import sys\nif sys.argv[1] == 'load': import fakepkg\n"
+              "from chatlike_runner.train.manifest import imported_version\nprint(imported_version('fakepkg', 'fakepkg'))")
+    env = {"PYTHONPATH": f"{tmp_path / 'first'}:{tmp_path / 'second'}:{REPO / 'runner'}", "PATH": "/usr/bin:/bin"}
+    done = subprocess.run([sys.executable, "-c", script, "load" if load else "find"], env=env, capture_output=True,
+                          text=True, check=True)
+    # Not loaded, a copy with no distribution beside it has no version to name: None rather than a wrong one.
+    assert done.stdout.strip() == (expected if load or installed else "None")

@@ -9,11 +9,11 @@ from pathlib import Path
 
 import yaml
 
-from ..plan import load_config
+from ..configfile import load_config
 from .errors import TrainError
 
-# Added to every run's plugins: saves a checkpoint and stops cleanly on SIGTERM (see stop.py).
-STOP_PLUGIN = "chatlike_runner.train.stop.StopOnSignalPlugin"
+# Added to every run's plugins: a checkpoint on SIGTERM, and the runtime facts in the manifest (see plugin.py).
+PLUGIN = "chatlike_runner.train.plugin.ChatlikePlugin"
 # Where the image keeps the repository's configs/ (DeepSpeed JSONs named relative to it are found there).
 BUNDLED_CONFIGS = Path(os.environ.get("CHATLIKE_CONFIGS", "/opt/chatlike/configs"))
 DATASET_KEYS = ("datasets", "test_datasets")
@@ -69,7 +69,7 @@ def effective(raw: Mapping, config_dir: Path, gpu_count: int, env: Mapping[str, 
             raise TrainError(f"deepspeed config {deepspeed} not found (looked in {searched}); fix the deepspeed: path")
         config["deepspeed"] = str(found.absolute())
     plugins = list(config.get("plugins") or [])
-    config["plugins"] = plugins if STOP_PLUGIN in plugins else [*plugins, STOP_PLUGIN]
+    config["plugins"] = plugins if PLUGIN in plugins else [*plugins, PLUGIN]
     if config.get("wandb_project") and not config.get("wandb_mode"):
         config["wandb_mode"] = "online" if env.get("WANDB_API_KEY") else "offline"
     return config

@@ -6,20 +6,27 @@ import hashlib
 import importlib.metadata as metadata
 import importlib.util
 import json
+import os
 import platform
 import re
 import runpy
-from collections.abc import Iterable
+import sys
+from collections.abc import Iterable, Mapping
 from datetime import datetime, timezone
 from pathlib import Path
 
 from .gpus import Gpus
 
 NAME = "train-manifest.json"
-KEY_PACKAGES = (
-    "axolotl", "torch", "transformers", "peft", "trl", "accelerate", "datasets",
-    "bitsandbytes", "deepspeed", "flash-attn", "wandb", "chatlike-runner",
-)
+# Written by the trainer process (plugin.RuntimeCallback): package versions as it imported them, and the
+# precision it trains in, which `bf16: auto` decides only there.
+RUNTIME_KEYS = ("packages", "precision")
+# Distribution -> the module it provides, for the packages whose versions the manifest names.
+KEY_PACKAGES = {
+    "axolotl": "axolotl", "torch": "torch", "transformers": "transformers", "peft": "peft", "trl": "trl",
+    "accelerate": "accelerate", "datasets": "datasets", "bitsandbytes": "bitsandbytes", "deepspeed": "deepspeed",
+    "flash-attn": "flash_attn", "wandb": "wandb", "chatlike-runner": "chatlike_runner",
+}
 
 
 def sha256_file(path: Path) -> str:
@@ -30,10 +37,52 @@ def sha256_file(path: Path) -> str:
     return digest.hexdigest()
 
 
+def _normal(name: str) -> str:
+    """A distribution name as pip writes it (PEP 503)."""
+    return re.sub(r"[-_.]+", "-", name).lower()
+
+
 def freeze_lines(dists: Iterable[metadata.Distribution]) -> list[str]:
     """`name==version` for every installed distribution, sorted like `pip freeze`."""
-    pins = {f"{re.sub(r'[-_.]+', '-', d.metadata['Name']).lower()}=={d.version}" for d in dists if d.metadata["Name"]}
+    pins = {f"{_normal(d.metadata['Name'])}=={d.version}" for d in dists if d.metadata["Name"]}
     return sorted(pins)
+
+
+def _module_origin(name: str) -> Path | None:
+    """Where `name` is loaded from in this process, or would be if imported now (found without importing)."""
+    module = sys.modules.get(name)
+    origin = getattr(module, "__file__", None)
+    if origin is None:
+        try:
+            spec = importlib.util.find_spec(name)
+        except (ImportError, ValueError):
+            return None
+        origin = spec.origin if spec else None
+    return Path(origin) if origin else None
+
+
+def imported_version(dist_name: str, module_name: str) -> str | None:
+    """The version of distribution `dist_name` as this process imports its module `module_name`: the copy
+    installed in the folder the module comes from, not the first copy found on the path (a venv over the
+    system's site-packages, or PYTHONPATH over an installed copy, hold two). Other distributions may add
+    files under the same folder (plugins), so the one named wins, else the one that owns the module's
+    own file. A module with no distribution beside it (a source checkout, an editable install) gives
+    its own __version__ if loaded."""
+    origin = _module_origin(module_name)
+    if origin is None:
+        return None
+    top = origin.parent if origin.name == "__init__.py" else origin
+    here = list(metadata.distributions(path=[str(top.parent)]))
+    own = origin.relative_to(top.parent).parts
+    named = [dist for dist in here if _normal(dist.metadata["Name"] or "") == _normal(dist_name)]
+    owners = [dist for dist in here if any(file.parts == own for file in dist.files or ())]
+    if named or owners:
+        return (named or owners)[0].version
+    return getattr(sys.modules.get(module_name), "__version__", None)
+
+
+def imported_versions() -> dict[str, str | None]:
+    return {dist: imported_version(dist, module) for dist, module in KEY_PACKAGES.items()}
 
 
 def torch_build() -> dict:
@@ -52,7 +101,6 @@ def now() -> str:
 def start(config: Path, effective: Path, datasets: list[Path], gpus: Gpus, command: list[str]) -> dict:
     """The manifest as it stands when training starts."""
     freeze = freeze_lines(metadata.distributions())
-    installed = dict(line.split("==", 1) for line in freeze)
     return {
         "started": now(),
         "ended": None,
@@ -66,7 +114,7 @@ def start(config: Path, effective: Path, datasets: list[Path], gpus: Gpus, comma
         "torch": torch_build(),
         "python": platform.python_version(),
         "platform": platform.platform(),
-        "packages": {name: installed.get(name) for name in KEY_PACKAGES},
+        "packages": imported_versions(),
         "pip_freeze_sha256": hashlib.sha256("\n".join(freeze).encode()).hexdigest(),
     }
 
@@ -78,8 +126,10 @@ def latest_checkpoint(output_dir: Path) -> str | None:
 
 
 def finish(manifest: dict, output_dir: Path, exit_code: int, stopped_by: str | None) -> dict:
+    """The manifest at the end, with what the trainer recorded in it meanwhile (see record_runtime)."""
     return {
         **manifest,
+        **{key: value for key, value in read(output_dir).items() if key in RUNTIME_KEYS},
         "ended": now(),
         "exit_code": exit_code,
         "stopped_by": stopped_by,
@@ -87,7 +137,22 @@ def finish(manifest: dict, output_dir: Path, exit_code: int, stopped_by: str | N
     }
 
 
-def write(manifest: dict, output_dir: Path) -> Path:
+def read(output_dir: Path) -> dict:
+    try:
+        return json.loads((output_dir / NAME).read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return {}
+
+
+def write(manifest: Mapping, output_dir: Path) -> Path:
+    """Write the manifest whole or not at all (a reader never sees half of it)."""
     path = output_dir / NAME
-    path.write_text(json.dumps(manifest, indent=2) + "\n", encoding="utf-8")
+    temp = path.with_name(f".{NAME}.{os.getpid()}")
+    temp.write_text(json.dumps(manifest, indent=2) + "\n", encoding="utf-8")
+    os.replace(temp, path)
     return path
+
+
+def record_runtime(output_dir: Path, runtime: Mapping) -> None:
+    """What the trainer itself reports once it runs (RUNTIME_KEYS), into the manifest."""
+    write({**read(output_dir), **{key: runtime[key] for key in RUNTIME_KEYS}}, output_dir)

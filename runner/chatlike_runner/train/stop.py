@@ -1,4 +1,4 @@
-"""Save a checkpoint and stop cleanly on SIGTERM: an Axolotl plugin that adds one Trainer callback.
+"""Save a checkpoint and stop cleanly on SIGTERM: a Trainer callback (added by plugin.ChatlikePlugin).
 
 Neither Axolotl nor the Trainer does this by default: SIGTERM kills the process and the steps since the last
 save are lost. transformers' `enable_jit_checkpoint` is not exposed by Axolotl and lets each rank of a
@@ -10,7 +10,6 @@ from __future__ import annotations
 import os
 import signal
 
-from axolotl.integrations.base import BasePlugin
 from transformers import TrainerCallback
 
 STOP_SIGNALS = (signal.SIGTERM,)
@@ -47,10 +46,3 @@ def _any_rank(flag: bool, device) -> bool:
     value = torch.tensor([int(flag)], device=device)
     dist.all_reduce(value, op=dist.ReduceOp.MAX)
     return bool(value.item())
-
-
-class StopOnSignalPlugin(BasePlugin):
-    """Listed in `plugins:` by chatlike-train so a stopped run leaves checkpoint-N to resume from."""
-
-    def add_callbacks_pre_trainer(self, cfg, model):
-        return [StopOnSignalCallback()]

@@ -33,17 +33,17 @@ image: setup
 image-cpu: setup
 	$(BIN)/chatlike-runner build --flavor cpu
 
-# The main job: the bundled example export (or your own data/train.jsonl), trained on every GPU.
-train: setup data/train.jsonl
-	docker image inspect chatlike/train:latest >/dev/null 2>&1 || $(BIN)/chatlike-runner build --flavor cuda
+# The main job: the bundled example export (or your own data/train.jsonl), trained on every GPU. The engine
+# and its GPUs are checked first: a host without them is told to run `make smoke` instead of building.
+train: setup
+	$(BIN)/chatlike-runner build --flavor cuda --if-missing
+	test -s data/train.jsonl || $(BIN)/chatlike-runner prepare -o data
 	$(BIN)/chatlike-runner start configs/llama-3.1-8b-qlora.yml --gpus all $(TRAIN_ARGS)
 
-# The same recipe on a tiny built-in model, on the CPU: no GPU, no downloads.
-smoke: setup data/train.jsonl image-cpu
+# The same recipe on a tiny built-in model, on the CPU: no GPU, no downloads. It writes the bundled example
+# to data/ when there is no dataset there, and builds the CPU image when it is missing.
+smoke: setup
 	$(BIN)/chatlike-runner start --smoke
-
-data/train.jsonl:
-	$(BIN)/chatlike-runner prepare -o data
 
 test: setup train-venv
 	$(BIN)/pytest

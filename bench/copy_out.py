@@ -29,9 +29,9 @@ from pathlib import Path
 from chatlike_runner.unpack import unpack
 from chatlike_runner.engine import Engine
 engine = Engine.connect(sys.argv[3] or None)
-container = engine.client.containers.get(sys.argv[1])
+run = engine.container(sys.argv[1])
 start = time.perf_counter()
-unpack(engine.archive(container, "/chatlike/output"), Path(sys.argv[2]))
+unpack(engine.archive(run, "/chatlike/output"), Path(sys.argv[2]))
 print(time.perf_counter() - start, resource.getrusage(resource.RUSAGE_SELF).ru_maxrss)
 """
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import re
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -120,10 +121,28 @@ def leftovers(docker_client):
             volume.remove(force=True)
 
 
+@pytest.fixture
+def other_user():
+    """An ordinary user (not root) in the docker group, made once: (uid, gid, docker's gid)."""
+    import pwd
+
+    if os.geteuid() != 0:
+        need("acting as another user needs root")
+    name = "chatlike-test"
+    if subprocess.run(["id", name], capture_output=True).returncode != 0:
+        subprocess.run(["useradd", "--no-create-home", name], check=True)
+    user = pwd.getpwnam(name)
+    return user.pw_uid, user.pw_gid, os.stat("/var/run/docker.sock").st_gid
+
+
+def as_user(user: tuple[int, int, int], *command: str) -> list[str]:
+    uid, gid, docker_gid = user
+    return [shutil.which("setpriv") or "setpriv", f"--reuid={uid}", f"--regid={gid}", f"--groups={docker_gid}", *command]
+
+
 @pytest.fixture(scope="session")
 def cpu_image(docker_client) -> str:
     """The real training image, CPU flavor, built from the repository's Dockerfile by `chatlike-runner build`."""
-    import shutil
 
     if os.geteuid() != 0 or not shutil.which("debootstrap"):
         try:

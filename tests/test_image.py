@@ -15,12 +15,13 @@ import shutil
 import subprocess
 import sys
 import tarfile
+import tempfile
 import time
 from pathlib import Path
 
 import pytest
 
-from conftest import need
+from conftest import as_user, need
 
 ROOT = Path(__file__).resolve().parents[1]
 CPU_IMAGE = os.environ.get("CHATLIKE_CPU_IMAGE", "chatlike/train:cpu")
@@ -111,6 +112,7 @@ def _lock_pins(path: Path) -> dict[str, tuple[str, set[str]]]:
     return pins
 
 
+@pytest.mark.network
 def test_cuda_lock_resolves_for_linux_x86_64_against_the_index(tmp_path):
     """Every pin, hashes required, on the index for CPython 3.12 / manylinux x86_64 (metadata only, ~1-1.5 min)."""
     report = tmp_path / "report.json"
@@ -145,6 +147,28 @@ def test_cpu_lock_pins_the_wheelhouse_torch_and_the_same_axolotl_set():
 
 
 # --- the CPU image -------------------------------------------------------------------------------------
+
+
+@pytest.mark.engine
+def test_cpu_build_names_every_missing_prerequisite_at_once(other_user, docker_client):
+    """An ordinary user without debootstrap and without sudo: one line each, with the package to install."""
+    tools = Path(tempfile.mkdtemp(prefix="chatlike-tools-"))  # pytest's own tmp is root-only
+    tools.chmod(0o755)
+    for tool in ("bash", "dirname", "grep", "id", "sha256sum", "docker"):
+        (tools / tool).symlink_to(shutil.which(tool))
+    env = {"PATH": str(tools), "BASE_IMAGE": "chatlike-test/absent-base:1", "HOME": str(tools)}
+    try:
+        result = _run(as_user(other_user, "bash", str(ROOT / "docker" / "build-cpu.sh")), env=env)
+    finally:
+        shutil.rmtree(tools)
+    assert result.returncode == 2, result.stdout + result.stderr
+    assert result.stderr.splitlines() == [
+        "build-cpu: debootstrap is not installed (it makes the Debian base chatlike-test/absent-base:1): "
+        "apt install debootstrap, dnf install debootstrap",
+        "build-cpu: making the base chatlike-test/absent-base:1 needs root (debootstrap) and there is no sudo: "
+        "run this once as root",
+    ]
+    assert not docker_client.images.list(name="chatlike-test/absent-base")
 
 
 def _in_image(image: str, *cmd: str, args: tuple[str, ...] = ()) -> subprocess.CompletedProcess:

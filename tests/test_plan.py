@@ -9,7 +9,8 @@ import yaml
 
 from chatlike_runner import constants as c
 from chatlike_runner.errors import ChatlikeError
-from chatlike_runner.plan import GpuRequest, Ulimit, build_plan, parse_gpus, parse_size, parse_ulimit
+from chatlike_runner.flags import GpuRequest, Ulimit, parse_gpus, parse_size, parse_ulimit
+from chatlike_runner.plan import build_plan
 
 
 def test_the_plan_never_imports_docker(workdir):

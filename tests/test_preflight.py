@@ -1,23 +1,9 @@
-"""Docker-facing details that need no engine: device requests, the driver check, the build command."""
+"""Preflight and build details that need no engine: the driver check, the build command."""
 
 from __future__ import annotations
 
-import pytest
-
 from chatlike_runner import build
-from chatlike_runner.engine import _device_request
-from chatlike_runner.plan import parse_gpus
-from chatlike_runner.preflight import driver_too_old
-
-
-@pytest.mark.parametrize(
-    ("gpus", "expected"),
-    [("all", {"Count": -1}), ("2", {"Count": 2}), ("0,1", {"DeviceIDs": ["0", "1"]})],
-)
-def test_gpu_requests_become_docker_device_requests(gpus, expected):
-    request = _device_request(parse_gpus(gpus))
-    assert request["Capabilities"] == [["gpu"]] and request["Driver"] == ""
-    assert {key: request[key] for key in expected} == expected
+from chatlike_runner.preflight import Check, PreflightFailed, driver_too_old
 
 
 def test_the_cuda_build_command(tmp_path):
@@ -33,3 +19,10 @@ def test_an_old_gpu_driver_is_named():
     assert driver_too_old(gpus, "580") == "GPU driver 550.54.14 is older than 580, which the image's CUDA build needs"
     assert driver_too_old(["0, NVIDIA H200, 143771 MiB, 580.65.06"], "580") is None
     assert driver_too_old(gpus, "none") is None  # the CPU flavor states no minimum
+
+
+def test_every_failed_check_is_one_line_of_its_own(capsys):
+    failed = PreflightFailed([Check("engine", False, "cannot reach it"), Check("space", False, "disk full")])
+    failed.show()
+    assert capsys.readouterr().err.splitlines() == ["chatlike-runner: cannot reach it", "chatlike-runner: disk full"]
+    assert failed.exit_code == 2

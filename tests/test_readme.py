@@ -32,6 +32,18 @@ def current() -> str:
     return match.group(1)
 
 
+def test_how_a_run_works_names_every_module_once():
+    """The README's table of a run's steps names each module of the runner, and only those, once."""
+    text = README.read_text(encoding="utf-8")
+    section = text[text.index("## How a run works"):text.index("**Ctrl-C** while following")]
+    rows = [line.split("|")[2] for line in section.splitlines() if line.startswith("| ") and "---" not in line][1:]
+    named = [name for row in rows for name in re.findall(r"`([a-z_]+(?:\.py|/))`", row)]
+    package = README.parent / "runner" / "chatlike_runner"
+    modules = {p.name for p in package.glob("*.py") if not p.name.startswith("__")}
+    modules |= {f"{p.name}/" for p in package.iterdir() if (p / "__init__.py").is_file()}
+    assert sorted(named) == sorted(modules)
+
+
 def test_readme_cli_reference_is_current():
     assert current() == reference() + "\n", "README CLI reference is stale: run `python tests/test_readme.py`"
 

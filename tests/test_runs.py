@@ -5,7 +5,6 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import pwd
 import shutil
 import signal
 import subprocess
@@ -15,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import need, runner_cmd, started_run
+from conftest import as_user, need, runner_cmd, started_run
 
 pytestmark = pytest.mark.engine
 
@@ -43,6 +42,7 @@ def test_happy_path(cli, workdir, standin_image, docker_client, leftovers):
     out = run_dir(workdir / "outputs")
     run_id = out.name
     assert "succeeded (exit 0)" in result.stdout and str(out) in result.stdout
+    assert f"next: the adapter is {out / 'adapter_model.safetensors'}; `chatlike-runner rm {run_id}`" in result.stdout
     for name in ("adapter_model.safetensors", "adapter_config.json", "logs/train.log", "logs/container.log", "manifest.json"):
         assert (out / name).is_file(), name
     # The copy is byte-identical to what the container wrote.
@@ -71,6 +71,7 @@ def test_happy_path(cli, workdir, standin_image, docker_client, leftovers):
 def test_exit_code_is_passed_on(cli, standin_image, workdir, leftovers):
     result = cli("start", "config.yml", "--image", standin_image, "--env", "STANDIN_EXIT", env={"STANDIN_EXIT": "3"})
     assert result.returncode == 3
+    assert f"Its log: {run_dir(workdir / 'outputs') / 'logs' / 'container.log'}" in result.stdout
     manifest = json.loads((run_dir(workdir / "outputs") / "manifest.json").read_text())
     assert (manifest["status"], manifest["exit_code"]) == ("failed", 3)
 
@@ -114,6 +115,34 @@ def test_gpus_without_nvidia_runtime(cli, standin_image, docker_client, leftover
     assert len(result.stderr.strip().splitlines()) == 1, result.stderr
     assert "NVIDIA Container Toolkit" in result.stderr and "Traceback" not in result.stderr
     assert leftovers() == []
+
+
+def test_preflight_lists_every_failure_at_once(cli, docker_client, leftovers):
+    """No NVIDIA runtime and no image: both said, most fundamental first, before anything is created."""
+    if "nvidia" in docker_client.info().get("Runtimes", {}):
+        pytest.skip("this engine has the NVIDIA runtime")
+    images = {image.id for image in docker_client.images.list()}
+    result = cli("start", "config.yml", "--image", "chatlike-test/absent:1", "--gpus", "all")
+    assert result.returncode == 2 and result.stdout == "", result.stdout
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 2 and "Traceback" not in result.stderr, result.stderr
+    assert lines[0].startswith("chatlike-runner: ") and "no NVIDIA runtime" in lines[0] and "NVIDIA Container Toolkit" in lines[0]
+    assert "image chatlike-test/absent:1 is not on the Docker host" in lines[1]
+    assert "chatlike-runner start --smoke" in lines[1], "no advice to build a CUDA image for a host that cannot run it"
+    assert leftovers() == []
+    assert {image.id for image in docker_client.images.list()} == images, "the probe's empty image is gone too"
+
+
+def test_the_cuda_image_is_not_built_on_a_host_without_gpus(cli, docker_client):
+    if "nvidia" in docker_client.info().get("Runtimes", {}):
+        pytest.skip("this engine has the NVIDIA runtime")
+    result = cli("build", "--flavor", "cuda", "--tag", "chatlike-test/never-built:1")
+    assert result.returncode == 2 and "Traceback" not in result.stderr
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 2 and "no NVIDIA runtime" in lines[0], result.stderr
+    assert "make smoke" in lines[1] and "--no-gpu-check" in lines[1]
+    assert result.stdout == "", "nothing was built"
+    assert not docker_client.images.list(name="chatlike-test/never-built")
 
 
 @pytest.mark.parametrize(
@@ -236,9 +265,11 @@ def test_resume_a_run_stopped_with_stop(workdir, standin_image, cli, leftovers):
     env = {"STANDIN_STEPS": "30", "STANDIN_STEP_SECONDS": "0.1"}
     run_id = started_run(cli("start", "config.yml", "--image", standin_image, "--detach", *SLOW_ARGS, env=env, check=True).stdout)
     time.sleep(1)
-    cli("stop", run_id, check=True)
+    stopped = cli("stop", run_id, check=True)
+    assert f"Continue it with `chatlike-runner resume {run_id}`" in stopped.stdout
     fetched = cli("fetch", run_id, check=True)
     assert ".partial" in fetched.stdout, "a stopped run is not complete"
+    assert f"next: `chatlike-runner resume {run_id}`" in fetched.stdout
     resumed = cli("resume", run_id)
     assert resumed.returncode == 0, resumed.stderr
     assert "resuming from checkpoint-" in resumed.stdout
@@ -255,7 +286,7 @@ def test_detach_attach_fetch_logs_ls_rm(cli, workdir, standin_image, docker_clie
     assert run_id in listing and "running" in listing
 
     snapshot = cli("fetch", run_id, check=True)
-    assert "running" in snapshot.stdout
+    assert "running" in snapshot.stdout and f"next: `chatlike-runner attach {run_id}`" in snapshot.stdout
     partial = workdir / "outputs" / f"{run_id}.partial"
     assert json.loads((partial / "manifest.json").read_text())["status"] == "running"
     assert not (workdir / "outputs" / run_id).exists()
@@ -304,27 +335,19 @@ def test_losing_the_client_never_stops_the_run(workdir, standin_image, cli, left
     assert manifest["status"] == "succeeded"
 
 
-def test_outputs_belong_to_a_non_root_user(workdir, standin_image, docker_client, leftovers):
-    if os.geteuid() != 0:
-        need("creating a test user needs root")
-    name = "chatlike-test"
-    if subprocess.run(["id", name], capture_output=True).returncode != 0:
-        subprocess.run(["useradd", "--no-create-home", name], check=True)
-    user = pwd.getpwnam(name)
-    docker_gid = os.stat("/var/run/docker.sock").st_gid
+def test_outputs_belong_to_a_non_root_user(workdir, standin_image, other_user, leftovers):
     shared = Path(tempfile.mkdtemp(prefix="chatlike-owner-"))  # pytest's own tmp is root-only
     shutil.copytree(workdir, shared, dirs_exist_ok=True)
     os.chmod(shared, 0o777)
     workdir = shared
     result = subprocess.run(
-        ["setpriv", f"--reuid={user.pw_uid}", f"--regid={user.pw_gid}", f"--groups={docker_gid}",
-         *runner_cmd("start", "config.yml", "--image", standin_image)],
+        as_user(other_user, *runner_cmd("start", "config.yml", "--image", standin_image)),
         cwd=workdir, capture_output=True, text=True, env={**os.environ, "HOME": str(workdir / "home")}, timeout=120,
     )
     assert result.returncode == 0, result.stderr
     out = run_dir(workdir / "outputs")
     for path in [out, *out.rglob("*")]:
-        assert path.stat().st_uid == user.pw_uid, path
+        assert path.stat().st_uid == other_user[0], path
     shutil.rmtree(shared)
 
 

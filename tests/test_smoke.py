@@ -2,13 +2,19 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
+import os
+import shutil
 import subprocess
 import time
+from pathlib import Path
 
 import pytest
 
 from conftest import runner_cmd, started_run
+
+ROOT = Path(__file__).resolve().parents[1]
 
 pytestmark = pytest.mark.engine
 
@@ -29,7 +35,8 @@ def test_smoke_run_trains_for_real(cli, cpu_image, dataset, workdir, leftovers):
     assert (out / "adapter_model.safetensors").stat().st_size > 0
     assert "'loss'" in (out / "logs" / "train.log").read_text()
     train_manifest = json.loads((out / "train-manifest.json").read_text())
-    assert train_manifest["exit_code"] == 0
+    assert train_manifest["exit_code"] == 0 and train_manifest["precision"]["mixed"] == "fp16"
+    assert train_manifest["packages"]["axolotl"] == "0.19.0" and train_manifest["packages"]["deepspeed"] == "0.18.9"
     manifest = json.loads((out / "manifest.json").read_text())
     assert manifest["status"] == "succeeded" and manifest["image"]["id"].startswith("sha256:")
 
@@ -46,3 +53,31 @@ def test_resume_continues_from_the_checkpoint(cli, cpu_image, dataset, workdir, 
     log = (workdir / "outputs" / run_id / "logs" / "train.log").read_text()
     assert "checkpoint" in log.lower() and "resum" in log.lower(), log[-3000:]
     assert json.loads((workdir / "outputs" / run_id / "manifest.json").read_text())["status"] == "succeeded"
+
+
+def test_smoke_from_nothing_writes_the_example_and_builds_the_image(cpu_image, docker_client, tmp_path, leftovers):
+    """A clean clone: the smoke config with no data/ beside it, and no image under the name the run asks for."""
+    import docker
+
+    tag = "chatlike-test/smoke-from-nothing:cpu"
+    with contextlib.suppress(docker.errors.ImageNotFound):
+        docker_client.images.remove(tag)
+    clone = tmp_path / "clone"
+    (clone / "configs").mkdir(parents=True)
+    shutil.copy(ROOT / "configs" / "cpu-smoke.yml", clone / "configs")
+    try:
+        result = subprocess.run(runner_cmd("start", "--smoke", "configs/cpu-smoke.yml", "--image", tag), cwd=clone,
+                                capture_output=True, text=True, timeout=1200, env={**os.environ, "HOME": str(tmp_path)})
+        assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+        dataset = clone / "data" / "train.jsonl"
+        assert f"no dataset at {dataset}: wrote the bundled example chats there" in result.stdout
+        assert f"image {tag} is not on" in result.stdout and "building the cpu flavor now" in result.stdout
+        assert docker_client.images.get(tag).labels["org.chatlike.flavor"] == "cpu"
+        assert sorted(p.name for p in dataset.parent.iterdir()) == ["heldout.jsonl", "report.json", "train.jsonl"]
+        (out,) = (clone / "outputs").iterdir()
+        assert (out / "adapter_model.safetensors").stat().st_size > 0
+        assert json.loads((out / "manifest.json").read_text())["status"] == "succeeded"
+        assert "next: the smoke run passed; train the real recipe on your GPUs" in result.stdout
+    finally:
+        with contextlib.suppress(docker.errors.DockerException):
+            docker_client.images.remove(tag)

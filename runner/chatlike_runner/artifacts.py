@@ -1,7 +1,7 @@
-"""Artifacts: copy a run's output volume home, with its log and manifest, published atomically.
+"""Artifacts: a run's folder at home, its manifest, and the one rename that publishes it.
 
-The output arrives as a tar stream that is unpacked as it comes (see unpack.py) into a hidden folder next to the destination; only when everything is there,
-manifest last, is the folder renamed to its final name. A run that has not ended on its own (a
+collect.py fills a hidden folder next to the destination; only when everything is there, manifest
+last, is the folder renamed to its final name. A run that has not ended on its own (a
 snapshot of a running run, or one stopped by Ctrl-C) lands in `<run-id>.partial`, never under the
 name of a finished run.
 """
@@ -17,12 +17,15 @@ import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from . import __version__
 from . import constants as c
 from .errors import ChatlikeError
 from .files import hidden_folder
+
+if TYPE_CHECKING:
+    from .engine import Run
 
 MANIFEST = "manifest.json"
 CONTAINER_LOG = "logs/container.log"
@@ -38,26 +41,9 @@ def parse_sums(text: str) -> dict[str, str]:
     return sums
 
 
-STOP_EXITS = (137, 143)  # SIGKILL, SIGTERM: stopped from outside (`stop`, Ctrl-C), not ended on its own
-
-
-def status_of(state: dict[str, Any]) -> str:
-    """running, succeeded, failed, oom or stopped, from the container's State."""
-    if state.get("Running"):
-        return "running"
-    if state.get("OOMKilled"):
-        return "oom"
-    if state.get("ExitCode") in STOP_EXITS:
-        return "stopped"
-    return "succeeded" if state.get("ExitCode") == 0 else "failed"
-
-
 def manifest(
     *,
-    run_id: str,
-    state: dict[str, Any],
-    status: str,
-    flags: dict[str, Any],
+    run: Run,
     image: dict[str, Any],
     engine: dict[str, Any],
     inputs: dict[str, str],
@@ -65,19 +51,19 @@ def manifest(
 ) -> dict[str, Any]:
     """The run's record: what ran, on what, with which inputs, and how it ended. No secret values."""
     return {
-        "run_id": run_id,
-        "status": status,
-        "complete": status not in ("running", "stopped"),
-        "exit_code": None if state.get("Running") else state.get("ExitCode"),
-        "oom_killed": bool(state.get("OOMKilled")),
-        "started_at": state.get("StartedAt"),
-        "finished_at": None if state.get("Running") else state.get("FinishedAt"),
+        "run_id": run.id,
+        "status": run.status,
+        "complete": run.complete,
+        "exit_code": run.exit_code,
+        "oom_killed": run.oom_killed,
+        "started_at": run.started_at,
+        "finished_at": run.finished_at,
         "collected_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
-        "image": {"ref": image.get("ref"), "id": image.get("id"), "digests": image.get("digests", [])},
+        "image": image,
         "config_sha256": inputs.get(c.ORIGINAL_CONFIG_NAME),
         "rendered_config_sha256": inputs.get(c.CONFIG_NAME),
         "dataset_sha256": {name: digest for name, digest in inputs.items() if name.startswith("data/")},
-        "flags": flags,
+        "flags": dict(run.flags),
         "engine": engine,
         "runner": {"version": __version__, "python": platform.python_version(), "platform": sys.platform},
         "files": files,

@@ -13,9 +13,25 @@ import subprocess
 from pathlib import Path
 
 from . import constants as c
+from . import preflight
 from .errors import ChatlikeError
 
 REPO = c.CONFIGS.parent
+# What a first build takes here (2 cores; the CPU flavor's base included), for the line that announces one.
+FIRST_BUILD_MINUTES = {"cpu": 5, "cuda": 30}
+
+
+def needed(flavor: str, host: str | None, tag: str | None, *, check_gpus: bool, if_missing: bool) -> str | None:
+    """Checks before a build, the GPUs first for the CUDA flavor (raises PreflightFailed on a host that cannot
+    run it); returns why no build is needed, or None to build."""
+    engine = preflight.for_gpu_build(host) if flavor == "cuda" and check_gpus else None
+    if not if_missing:
+        return None
+    tag = tag or (c.CPU_IMAGE if flavor == "cpu" else c.DEFAULT_IMAGE)
+    engine = engine or preflight.engine_check(host).data
+    if engine is not None and engine.image(tag) is not None:
+        return f"image {tag} is already on {engine.url}; not building it again"
+    return None
 
 
 def command(flavor: str, tag: str | None, ca_bundle: Path | None) -> list[str]:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import sys
+from collections.abc import Iterable
 from pathlib import Path
 
 import click
@@ -11,9 +12,14 @@ from rich.table import Column, Table
 
 from . import __version__, build, preflight, runs
 from . import constants as c
-from .plan import build_plan, parse_gpus
+from .events import Event, Following, Log, Note, Outcome
+from .flags import parse_gpus
+from .plan import build_plan
+from .progress import Display
+from .smoke import example_dataset
 
 console = Console(highlight=False, soft_wrap=True)
+GPU_RUN = "chatlike-runner start configs/llama-3.1-8b-qlora.yml --gpus all"
 
 host_option = click.option(
     "--host",
@@ -31,27 +37,51 @@ out_option = click.option(
 )
 
 
-def _finish(outcome: runs.Outcome) -> None:
+def _show(events: Iterable[Event]) -> None:
+    """Print a command's events as they come: notes as lines, a run's log through the live display, and
+    the outcome last, with what to do next; exits with the run's code."""
+    display: Display | None = None
+    try:
+        for event in events:
+            if isinstance(event, Log) and display is not None:
+                display.show(event.text)
+                continue
+            if display is not None:
+                display.__exit__()
+                display = None
+            if isinstance(event, Following):
+                display = Display(console, event.run_id).__enter__()
+            elif isinstance(event, Note):
+                console.print(event.text, style="yellow" if event.warning else None)
+            elif isinstance(event, Outcome):
+                _finish(event)
+    finally:
+        if display is not None:
+            display.__exit__()
+
+
+def _finish(outcome: Outcome) -> None:
+    run_id, path = outcome.run_id, outcome.path
     if outcome.status == "running":
-        console.print(
-            f"detached. Follow it with `chatlike-runner attach {outcome.run_id}`, "
-            f"copy its outputs with `chatlike-runner fetch {outcome.run_id}`."
-        )
+        console.print(f"detached. Follow it with `chatlike-runner attach {run_id}`, "
+                      f"copy its outputs with `chatlike-runner fetch {run_id}`.")
     elif outcome.status == "oom":
-        console.print(
-            f"run {outcome.run_id} ran out of memory (OOM-killed); outputs in {outcome.path}. Lower "
-            "micro_batch_size or sequence_len, enable gradient_checkpointing, or raise --memory.",
-            style="red",
-        )
+        console.print(f"run {run_id} ran out of memory (OOM-killed); outputs in {path}. Lower micro_batch_size or "
+                      "sequence_len, enable gradient_checkpointing, or raise --memory.", style="red")
     elif outcome.status == "stopped":
-        console.print(
-            f"run {outcome.run_id} stopped (exit {outcome.exit_code}); what it wrote is in {outcome.path}. "
-            f"Continue it with `chatlike-runner resume {outcome.run_id}`.",
-            style="yellow",
-        )
-    elif outcome.path is not None:
-        style = "green" if outcome.status == "succeeded" else "red"
-        console.print(f"run {outcome.run_id} {outcome.status} (exit {outcome.exit_code}); outputs in {outcome.path}", style=style)
+        console.print(f"run {run_id} stopped (exit {outcome.exit_code}); what it wrote is in {path}. "
+                      f"Continue it with `chatlike-runner resume {run_id}`.", style="yellow")
+    elif outcome.status == "failed":
+        console.print(f"run {run_id} failed (exit {outcome.exit_code}); outputs in {path}. "
+                      f"Its log: {path / 'logs' / 'container.log' if path else f'chatlike-runner logs {run_id}'}",
+                      style="red")
+    else:
+        console.print(f"run {run_id} {outcome.status} (exit {outcome.exit_code}); outputs in {path}", style="green")
+        if outcome.smoke:
+            console.print(f"next: the smoke run passed; train the real recipe on your GPUs with `{GPU_RUN}`")
+        else:
+            console.print(f"next: the adapter is {path / 'adapter_model.safetensors' if path else 'in the outputs'}; "
+                          f"`chatlike-runner rm {run_id}` frees its container and volumes on the engine")
     sys.exit(outcome.exit_code)
 
 
@@ -90,11 +120,13 @@ def start(config: Path | None, smoke: bool, data: Path | None, out: Path, image:
     if smoke:
         config = config or c.SMOKE_CONFIG
         image = image or c.CPU_IMAGE
+        if data is None and (example := example_dataset(config)):
+            console.print(f"no dataset at {example}: wrote the bundled example chats there (as `chatlike-runner prepare` does)")
     elif config is None:
         raise click.UsageError("give CONFIG (an Axolotl YAML file), or --smoke for the CPU smoke run")
     plan = build_plan(config, data=data, out=out, image=image or c.DEFAULT_IMAGE, host=host, gpus=gpus, shm_size=shm_size,
-                      memory=memory, ulimits=ulimits, env=env, detach=detach, validate=validate)
-    _finish(runs.start(plan, console, stop_timeout))
+                      memory=memory, ulimits=ulimits, env=env, detach=detach, validate=validate, smoke=smoke)
+    _show(runs.start(plan, stop_timeout))
 
 
 @cli.command()
@@ -103,7 +135,7 @@ def start(config: Path | None, smoke: bool, data: Path | None, out: Path, image:
 @host_option
 def attach(run: str, out: Path, host: str | None) -> None:
     """Follow RUN again and collect its outputs when it ends."""
-    _finish(runs.attach(host, run, out, console))
+    _show(runs.attach(host, run, out))
 
 
 @cli.command()
@@ -113,7 +145,7 @@ def attach(run: str, out: Path, host: str | None) -> None:
 @click.option("--stop-timeout", default=c.STOP_TIMEOUT, show_default=True, help="Seconds a stopped run gets to save before it is killed.")
 def resume(run: str, out: Path, host: str | None, stop_timeout: int) -> None:
     """Continue RUN, stopped by Ctrl-C or `stop`, from its last checkpoint."""
-    _finish(runs.resume(host, run, out, console, stop_timeout))
+    _show(runs.resume(host, run, out, stop_timeout))
 
 
 @cli.command()
@@ -124,6 +156,10 @@ def fetch(run: str, out: Path, host: str | None) -> None:
     """Copy RUN's outputs to OUT now: a finished run to OUT/<run-id>, a running one to OUT/<run-id>.partial."""
     outcome = runs.fetch(host, run, out)
     console.print(f"run {outcome.run_id} ({outcome.status}): outputs in {outcome.path}")
+    if outcome.status == "running":
+        console.print(f"next: `chatlike-runner attach {outcome.run_id}` follows it and copies it home when it ends")
+    elif outcome.status == "stopped":
+        console.print(f"next: `chatlike-runner resume {outcome.run_id}` continues it from its last checkpoint")
 
 
 @cli.command()
@@ -143,7 +179,9 @@ def logs(run: str, follow: bool, host: str | None) -> None:
 @host_option
 def stop(run: str, timeout: int, host: str | None) -> None:
     """Stop RUN gracefully (SIGTERM, then SIGKILL after --timeout)."""
-    console.print(f"run {runs.stop(host, run, timeout)} stopped")
+    run_id = runs.stop(host, run, timeout)
+    console.print(f"run {run_id} stopped. Continue it with `chatlike-runner resume {run_id}`, "
+                  f"or copy what it wrote with `chatlike-runner fetch {run_id}`.")
 
 
 @cli.command()
@@ -162,11 +200,13 @@ def rm(run: str, out: Path, force: bool, cache: bool, host: str | None) -> None:
 @host_option
 def ls(host: str | None) -> None:
     """List the runs on the Docker engine."""
-    rows = runs.table(host)
+    runs_here = runs.listing(host)
     table = Table(Column("run", no_wrap=True), "status", "exit", "gpus", Column("image", overflow="fold"), "started", box=None)
-    for row in rows:
-        table.add_row(*(str(v) if v is not None else "" for v in row.values()))
-    console.print(table if rows else "no runs")
+    for run in runs_here:
+        started = (run.started_at or "")[:19].replace("T", " ")
+        exit_code = "" if run.exit_code is None else str(run.exit_code)
+        table.add_row(run.id, run.status, exit_code, run.flags.get("gpus", ""), run.flags.get("image", ""), started)
+    console.print(table if runs_here else "no runs")
 
 
 @cli.command(name="build")
@@ -175,10 +215,21 @@ def ls(host: str | None) -> None:
 @click.option("--tag", help="Image name to build.  [default: by flavor]")
 @click.option("--ca-bundle", type=click.Path(dir_okay=False, exists=True, path_type=Path),
               help="Extra CA bundle for a TLS-intercepting proxy; used during the build only, never stored in the image.")
+@click.option("--if-missing", is_flag=True, help="Build only when the image is not on the Docker host yet.")
+@click.option("--gpu-check/--no-gpu-check", default=True, show_default=True,
+              help="For the CUDA flavor, first check that the Docker host can run it (NVIDIA runtime).")
 @host_option
-def build_image(flavor: str, tag: str | None, ca_bundle: Path | None, host: str | None) -> None:
+def build_image(flavor: str, tag: str | None, ca_bundle: Path | None, if_missing: bool, gpu_check: bool,
+                host: str | None) -> None:
     """Build the training image from this checkout's Dockerfile (needs the docker CLI with BuildKit)."""
-    sys.exit(build.build(flavor, host, tag, ca_bundle))
+    reason = build.needed(flavor, host, tag, check_gpus=gpu_check, if_missing=if_missing)
+    if reason:
+        console.print(reason)
+        return
+    code = build.build(flavor, host, tag, ca_bundle)
+    if code == 0:
+        console.print(f"next: {'chatlike-runner start --smoke' if flavor == 'cpu' else GPU_RUN}")
+    sys.exit(code)
 
 
 @cli.command()
@@ -195,6 +246,7 @@ def doctor(host: str | None, image: str, gpus: str, out: Path) -> None:
     console.print(table)
     if not all(check.ok for check in checks):
         sys.exit(2)
+    console.print(f"next: `{GPU_RUN}`" if gpus != "none" else "next: `chatlike-runner start --smoke`")
 
 
 def main() -> None:

@@ -1,26 +1,29 @@
 """Engine: the one module that talks to the Docker engine, local or over ssh://.
 
-Each method is one engine conversation; Docker's exceptions become ChatlikeError here, at the
-boundary, so no other module needs to know docker-py.
+Docker's containers become `Run` values here, once, and its images `Image` values, the way docker-py
+puts friendly models over its low-level API: no other module imports docker-py or reads labels,
+`attrs` or `State`. Each method is one engine conversation; Docker's exceptions become ChatlikeError
+at this boundary.
 """
 
 from __future__ import annotations
 
 import contextlib
+import io
+import json
 import os
-from collections.abc import Iterable, Iterator
+import tarfile
+from collections.abc import Iterable, Iterator, Mapping
+from dataclasses import dataclass, field
 from typing import Any
 
 import docker
 import docker.errors
 import paramiko
 import requests.exceptions
-from docker.models.containers import Container
-from docker.types import DeviceRequest, Ulimit
 
 from . import constants as c
 from .errors import ChatlikeError
-from .plan import GpuRequest, RunPlan
 
 CHUNK = 1 << 20
 SSH_POOLS = 4
@@ -30,6 +33,61 @@ NVIDIA_TOOLKIT_FIX = (
     "`sudo nvidia-ctk runtime configure --runtime=docker && sudo systemctl restart docker`, "
     "or pass --gpus none"
 )
+STOP_EXITS = (137, 143)  # SIGKILL, SIGTERM: stopped from outside (`stop`, Ctrl-C), not ended on its own
+SCRATCH_IMAGE = "chatlike/probe:scratch"
+
+
+class NoGpuRuntime(ChatlikeError):
+    """The engine cannot pass GPUs to a container: no NVIDIA runtime or toolkit on its host."""
+
+
+@dataclass(frozen=True)
+class Image:
+    """An image present on the engine."""
+
+    ref: str
+    id: str
+    digests: tuple[str, ...] = ()
+    labels: Mapping[str, str] = field(default_factory=dict)
+
+    @property
+    def min_driver(self) -> str:
+        """The oldest NVIDIA driver the image's CUDA build runs on ("none" or "" when it states none)."""
+        return self.labels.get(c.LABEL_MIN_DRIVER, "")
+
+
+@dataclass(frozen=True)
+class Run:
+    """A run's container as the engine last reported it: who it is, what it was asked to do, how it stands."""
+
+    id: str
+    container_id: str
+    flags: Mapping[str, Any]  # the plan's flags, as labelled when the run was created
+    status: str  # created, running, succeeded, failed, oom or stopped
+    exit_code: int | None  # None while it has not ended
+    oom_killed: bool
+    started_at: str | None
+    finished_at: str | None
+    image_id: str
+    image_digests: tuple[str, ...] = ()
+
+    @property
+    def complete(self) -> bool:
+        """Ended on its own (succeeded, failed, OOM-killed): its outputs will not change any more."""
+        return self.status in ("succeeded", "failed", "oom")
+
+
+def status_of(state: Mapping[str, Any]) -> str:
+    """created, running, succeeded, failed, oom or stopped, from a container's State."""
+    if state.get("Running"):
+        return "running"
+    if state.get("Status") == "created":
+        return "created"
+    if state.get("OOMKilled"):
+        return "oom"
+    if state.get("ExitCode") in STOP_EXITS:
+        return "stopped"
+    return "succeeded" if state.get("ExitCode") == 0 else "failed"
 
 
 @contextlib.contextmanager
@@ -42,10 +100,10 @@ def translated(action: str) -> Iterator[None]:
     except docker.errors.NotFound as exc:
         raise ChatlikeError(f"{action}: not found ({exc.explanation})") from None
     except docker.errors.APIError as exc:
-        explanation = exc.explanation or str(exc)
-        if GPU_DRIVER_MISSING in str(explanation):
-            raise ChatlikeError(f"{action}: the Docker host has no NVIDIA runtime; {NVIDIA_TOOLKIT_FIX}") from None
-        if "setting rlimit" in str(explanation):
+        explanation = str(exc.explanation or exc)
+        if GPU_DRIVER_MISSING in explanation:
+            raise NoGpuRuntime(f"{action}: the Docker host has no NVIDIA runtime; {NVIDIA_TOOLKIT_FIX}") from None
+        if "setting rlimit" in explanation:
             raise ChatlikeError(
                 f"{action}: the Docker host refused a --ulimit (a memlock above its own limit, often 8 MiB, needs "
                 "dockerd with CAP_SYS_RESOURCE); lower or drop that --ulimit"
@@ -73,6 +131,7 @@ class Engine:
         self.client = client
         self.api = client.api
         self.url = url
+        self._digests: dict[str, tuple[str, ...]] = {}
 
     @classmethod
     def connect(cls, host: str | None = None) -> Engine:
@@ -120,30 +179,24 @@ class Engine:
             "docker_root_dir": info.get("DockerRootDir"),
         }
 
-    def image(self, ref: str) -> dict[str, Any]:
-        """Id, digests and labels of an image present on the engine."""
-        try:
-            image = self.client.images.get(ref)
-        except docker.errors.ImageNotFound:
-            raise ChatlikeError(
-                f"image {ref} is not on the Docker host; build it (`chatlike-runner build`, `--flavor cpu` for {c.CPU_IMAGE}) "
-                f"or pull it (`docker pull {ref}`), or pass --image"
-            ) from None
-        except docker.errors.APIError as exc:
-            raise ChatlikeError(f"image {ref}: {exc.explanation}") from None
-        return {
-            "ref": ref,
-            "id": image.id,
-            "digests": image.attrs.get("RepoDigests") or [],
-            "labels": image.labels,
-        }
+    def image(self, ref: str) -> Image | None:
+        """The image `ref` (a name or an id) on the engine, or None when it is not there."""
+        with translated(f"reading image {ref}"):
+            try:
+                attrs = self.api.inspect_image(ref)
+            except docker.errors.NotFound:
+                return None
+        digests = tuple(attrs.get("RepoDigests") or ())
+        self._digests[attrs["Id"]] = digests
+        return Image(ref, attrs["Id"], digests, dict((attrs.get("Config") or {}).get("Labels") or {}))
 
-    def run_once(self, action: str, image: str, command: list[str], **options: Any) -> tuple[int, str]:
-        """Run a throwaway container to its end; returns its exit code and output. Always removed."""
+    def run_once(self, action: str, image: str, options: Mapping[str, Any]) -> tuple[int, str]:
+        """Run a throwaway container of `image` with container `options` to its end; returns its exit
+        code and output. It is always removed."""
         container = None
         try:
             with translated(action):
-                container = self.client.containers.create(image, command=command, entrypoint=[], **options)
+                container = self.client.containers.create(image, entrypoint=[], **_with_values(options))
                 container.start()
                 status = container.wait()["StatusCode"]
                 output = container.logs().decode("utf-8", "replace").strip()
@@ -153,63 +206,33 @@ class Engine:
                     container.remove(force=True)
         return status, output
 
-    def gpu_names(self, image: str, gpus: GpuRequest) -> list[str]:
-        """Start a throwaway container with the GPU request and list the GPUs it sees."""
-        status, output = self.run_once(
-            "checking the GPUs",
-            image,
-            ["nvidia-smi", "--query-gpu=index,name,memory.total,driver_version", "--format=csv,noheader"],
-            device_requests=[_device_request(gpus)],
-            environment={"NVIDIA_DRIVER_CAPABILITIES": "compute,utility"},
-            labels={c.LABEL_ROLE: c.ROLE_PROBE},
-        )
-        if status != 0:
-            raise ChatlikeError(f"the GPUs could not be listed inside {image} ({output[:200]}); {NVIDIA_TOOLKIT_FIX}")
-        return [line.strip() for line in output.splitlines() if line.strip()]
+    @contextlib.contextmanager
+    def scratch_image(self) -> Iterator[str]:
+        """An empty image (no files at all) for probes that need a container but no program, removed after."""
+        empty = io.BytesIO()
+        tarfile.open(fileobj=empty, mode="w").close()
+        repository, tag = SCRATCH_IMAGE.split(":")
+        with translated("making an empty probe image"):
+            status = json.loads(self.api.import_image_from_data(empty.getvalue(), repository=repository, tag=tag))
+        try:
+            yield status["status"]
+        finally:
+            with contextlib.suppress(docker.errors.DockerException):
+                self.api.remove_image(SCRATCH_IMAGE, force=True)
 
-    def validate(self, plan: RunPlan, image_id: str) -> None:
-        """`chatlike-train validate` on the staged config and data, before training starts."""
-        status, output = self.run_once(
-            "validating the config",
-            image_id,
-            ["chatlike-train", "validate", f"{c.INPUT_DIR}/{c.CONFIG_NAME}"],
-            environment={**c.CONTAINER_ENV, **_values(plan.env_names)},
-            volumes={name: {"bind": path, "mode": "rw"} for name, path in plan.volumes.items()},
-            labels={c.LABEL_RUN: plan.run_id, c.LABEL_ROLE: c.ROLE_VALIDATE},
-        )
-        if status != 0:
-            lines = [line for line in output.splitlines() if line.strip()]
-            reason = lines[-1].removeprefix("chatlike-train: ") if lines else f"exit {status}"
-            raise ChatlikeError(f"the config or dataset is not valid: {reason}")
-
-    def create(self, plan: RunPlan, image_id: str) -> Container:
+    def create(self, run_id: str, image_id: str, options: Mapping[str, Any], volumes: Iterable[str]) -> Run:
         """Create the run's volumes and its container (not started). Removes both on failure."""
         try:
             with translated("creating the run"):
-                for name in (plan.input_volume, plan.output_volume):
-                    self.client.volumes.create(name, labels={c.LABEL_RUN: plan.run_id})
+                for name in volumes:
+                    self.client.volumes.create(name, labels={c.LABEL_RUN: run_id})
                 if not self._volume_exists(c.CACHE_VOLUME):
                     self.client.volumes.create(c.CACHE_VOLUME, labels={c.LABEL_CACHE: "huggingface"})
-                return self.client.containers.create(
-                    image_id,
-                    command=list(plan.command),
-                    name=plan.container_name,
-                    labels=plan.labels(),
-                    environment={**c.CONTAINER_ENV, **_values(plan.env_names)},
-                    volumes={name: {"bind": path, "mode": "rw"} for name, path in plan.volumes.items()},
-                    device_requests=[_device_request(plan.gpus)] if plan.gpus.wanted else None,
-                    ipc_mode="host" if plan.shm_size is None else "shareable",
-                    shm_size=plan.shm_size,
-                    mem_limit=plan.memory,
-                    memswap_limit=plan.memory,  # no swap: over the limit means OOM, not a crawl
-                    ulimits=[Ulimit(name=u.name, soft=u.soft, hard=u.hard) for u in plan.ulimits] or None,
-                    init=True,
-                    stdin_open=False,
-                    tty=False,
-                )
+                container = self.client.containers.create(image_id, entrypoint=[], **_with_values(options))
         except BaseException:
-            self.remove_run(plan.run_id)
+            self.remove_run(run_id)
             raise
+        return self._run(container.attrs)
 
     def _volume_exists(self, name: str) -> bool:
         try:
@@ -218,35 +241,35 @@ class Engine:
             return False
         return True
 
-    def put(self, container: Container, path: str, archive: Iterable[bytes]) -> None:
+    def put(self, run: Run, path: str, archive: Iterable[bytes]) -> None:
         """Stream a tar into the container's filesystem (volumes included), chunk by chunk."""
         with translated(f"staging into {path}"):
-            if not self.api.put_archive(container.id, path, archive):
+            if not self.api.put_archive(run.container_id, path, archive):
                 raise ChatlikeError(f"staging into {path}: the Docker engine refused the upload")
 
-    def start(self, container: Container) -> None:
+    def start(self, run: Run) -> None:
         with translated("starting the run"):
-            container.start()
+            self.api.start(run.container_id)
 
-    def logs(self, container: Container, *, follow: bool, tail: str | int = "all") -> Iterator[bytes]:
+    def logs(self, run: Run, *, follow: bool) -> Iterator[bytes]:
         """The container's output as it comes (stdout and stderr interleaved)."""
         with translated("reading the logs"):
-            return self.api.logs(container.id, stream=True, follow=follow, tail=tail)
+            return self.api.logs(run.container_id, stream=True, follow=follow)
 
-    def wait(self, container: Container) -> int:
+    def wait(self, run: Run) -> int:
         with translated("waiting for the run"):
-            return container.wait()["StatusCode"]
+            return self.api.wait(run.container_id)["StatusCode"]
 
-    def state(self, container: Container) -> dict[str, Any]:
+    def refresh(self, run: Run) -> Run:
+        """The run as the engine reports it now."""
         with translated("reading the run's state"):
-            container.reload()
-        return container.attrs["State"]
+            return self._run(self.api.inspect_container(run.container_id))
 
-    def stop(self, container: Container, timeout: int) -> None:
+    def stop(self, run: Run, timeout: int) -> None:
         with translated("stopping the run"):
-            container.stop(timeout=timeout)
+            self.api.stop(run.container_id, timeout=timeout)
 
-    def archive(self, container: Container, path: str) -> Iterator[bytes]:
+    def archive(self, run: Run, path: str) -> Iterator[bytes]:
         """A tar stream of `path` inside the container, in pieces of up to 1 MiB.
 
         docker-py's get_archive yields each 32 KiB HTTP chunk the engine sends; reading the same
@@ -255,7 +278,7 @@ class Engine:
         channel on a remote engine, of which sshd allows few) goes back to the pool.
         """
         with translated(f"copying {path} out"):
-            url = f"{self.api.base_url}/v{self.api.api_version}/containers/{container.id}/archive"
+            url = f"{self.api.base_url}/v{self.api.api_version}/containers/{run.container_id}/archive"
             response = self.api.get(url, params={"path": path}, stream=True, headers={"Accept-Encoding": "identity"})
             if response.status_code == 404:
                 raise ChatlikeError(f"copying {path} out: {path} is not in the container")
@@ -271,40 +294,38 @@ class Engine:
             finally:
                 response.close()
 
-    def runs(self) -> list[Container]:
-        """Every training container of chatlike on this engine, newest first."""
-        with translated("listing runs"):
-            containers = self.client.containers.list(all=True, filters={"label": f"{c.LABEL_ROLE}={c.ROLE_TRAIN}"})
-        return sorted(containers, key=lambda ct: ct.labels.get(c.LABEL_RUN, ""), reverse=True)
+    def container(self, container_id: str) -> Run:
+        """Any container, as a Run (benchmarks read containers that no run created)."""
+        with translated(f"reading container {container_id}"):
+            return self._run(self.api.inspect_container(container_id))
 
-    def find(self, ref: str) -> Container | None:
+    def runs(self) -> list[Run]:
+        """Every training run of chatlike on this engine, newest first."""
+        with translated("listing runs"):
+            found = self.api.containers(all=True, filters={"label": f"{c.LABEL_ROLE}={c.ROLE_TRAIN}"})
+            runs = [self._run(self.api.inspect_container(item["Id"])) for item in found]
+        return sorted(runs, key=lambda run: run.id, reverse=True)
+
+    def find(self, ref: str) -> Run | None:
         """The run whose id is `ref` or starts with it, or None when there is none."""
-        matches = [ct for ct in self.runs() if ct.labels.get(c.LABEL_RUN, "").startswith(ref)]
-        exact = [ct for ct in matches if ct.labels[c.LABEL_RUN] == ref]
+        matches = [run for run in self.runs() if run.id.startswith(ref)]
+        exact = [run for run in matches if run.id == ref]
         if exact or len(matches) == 1:
             return (exact or matches)[0]
         if matches:
-            ids = ", ".join(ct.labels[c.LABEL_RUN] for ct in matches)
+            ids = ", ".join(run.id for run in matches)
             raise ChatlikeError(f"run {ref!r} is ambiguous ({ids}); give more of the id")
         return None
 
-    def run(self, ref: str) -> Container:
+    def run(self, ref: str) -> Run:
         """The run whose id is `ref` or starts with it."""
-        container = self.find(ref)
-        if container is None:
+        run = self.find(ref)
+        if run is None:
             raise ChatlikeError(f"no run {ref!r} on {self.url}; `chatlike-runner ls` lists the runs")
-        return container
-
-    def user_ids(self, image: str) -> tuple[int, int]:
-        """The uid and gid that the image's processes run as."""
-        status, output = self.run_once("reading the image's user", image, ["sh", "-c", "id -u; id -g"])
-        numbers = output.split()
-        if status != 0 or len(numbers) != 2 or not all(n.isdigit() for n in numbers):
-            raise ChatlikeError(f"cannot tell which user {image} runs as (`id` said: {output[:100]!r})")
-        return int(numbers[0]), int(numbers[1])
+        return run
 
     def remove_run(self, run_id: str, *, cache: bool = False) -> list[str]:
-        """Remove a run's container and volumes (and the model cache if asked); returns what went."""
+        """Remove a run's containers and volumes (and the model cache if asked); returns what went."""
         removed = []
         with translated(f"removing run {run_id}"):
             for container in self.client.containers.list(all=True, filters={"label": f"{c.LABEL_RUN}={run_id}"}):
@@ -318,13 +339,40 @@ class Engine:
                 removed.append(f"volume {c.CACHE_VOLUME}")
         return removed
 
+    def _run(self, attrs: Mapping[str, Any]) -> Run:
+        """The Run value of a container's inspect data: the only place that reads labels and State."""
+        labels = (attrs.get("Config") or {}).get("Labels") or {}
+        state = attrs.get("State") or {}
+        status = status_of(state)
+        image_id = attrs.get("Image", "")
+        if image_id not in self._digests:
+            try:
+                self._digests[image_id] = tuple(self.api.inspect_image(image_id).get("RepoDigests") or ())
+            except docker.errors.DockerException:
+                self._digests[image_id] = ()  # the image was removed since: the id still names it
+        return Run(
+            id=labels.get(c.LABEL_RUN, ""),
+            container_id=attrs["Id"],
+            flags=json.loads(labels.get(c.LABEL_PLAN) or "{}"),
+            status=status,
+            exit_code=None if status in ("running", "created") else state.get("ExitCode"),
+            oom_killed=bool(state.get("OOMKilled")),
+            started_at=state.get("StartedAt") if status != "created" else None,
+            finished_at=state.get("FinishedAt") if status not in ("running", "created") else None,
+            image_id=image_id,
+            image_digests=self._digests[image_id],
+        )
 
-def _device_request(gpus: GpuRequest) -> DeviceRequest:
-    if gpus.device_ids:
-        return DeviceRequest(device_ids=list(gpus.device_ids), capabilities=[["gpu"]])
-    return DeviceRequest(count=gpus.count, capabilities=[["gpu"]])
 
-
-def _values(names: Iterable[str]) -> dict[str, str]:
-    """Secret and --env values, read from the environment at the last moment."""
-    return {name: os.environ[name] for name in names if name in os.environ}
+def _with_values(options: Mapping[str, Any]) -> dict[str, Any]:
+    """Container options with the environment filled in: a None value is read from this process's
+    environment now, at the last moment (secrets never sit in a plan), and left out when unset."""
+    result = dict(options)
+    environment = {}
+    for name, value in (options.get("environment") or {}).items():
+        if value is None:
+            value = os.environ.get(name)
+        if value is not None:
+            environment[name] = value
+    result["environment"] = environment
+    return result

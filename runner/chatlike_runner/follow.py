@@ -1,4 +1,4 @@
-"""Follow: stream a run's log to the display until the container ends.
+"""Follow: stream a run's log, line by line, until the container ends or the user presses Ctrl-C.
 
 `logs(follow=True)` can hang after the container exits (docker-py #3084), so a watcher thread
 waits for the exit and closes the stream if it is still open a moment later. The container never
@@ -8,31 +8,31 @@ depends on this process: losing the client (closed laptop, dropped ssh) leaves t
 from __future__ import annotations
 
 import contextlib
+import os
 import signal
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Generator, Iterator
 
-from docker.models.containers import Container
-
-from .engine import Engine
-from .progress import Display, Redactor, lines
+from .engine import Engine, Run
+from .events import Log
+from .progress import Redactor, lines
 
 LINGER = 3.0  # seconds the log stream may stay open after the container exited
 
 
-def follow(engine: Engine, container: Container, display: Display, redact: Redactor, notice: str) -> bool:
-    """Show the log until the container exits (False) or the user presses Ctrl-C (True).
+def follow(engine: Engine, run: Run, redact: Redactor, notice: str) -> Generator[Log, None, bool]:
+    """Yield the log's lines until the container exits (returns False) or Ctrl-C is pressed (True).
 
     Ctrl-C only ends the following; the caller stops the run. From then on a further Ctrl-C
-    prints `notice` and nothing else, so the clean-up that follows cannot be cut short.
+    writes `notice` to stderr and does nothing else, so the clean-up that follows cannot be cut short.
     """
-    stream = engine.logs(container, follow=True)
+    stream = engine.logs(run, follow=True)
     interrupted = threading.Event()
 
     def on_ctrl_c(*_: object) -> None:
         if interrupted.is_set():
-            display.console.print(notice, style="yellow")
+            os.write(2, f"\n{notice}\n".encode())  # in a signal handler: no buffered print
             return
         interrupted.set()
         with contextlib.suppress(Exception):
@@ -40,17 +40,19 @@ def follow(engine: Engine, container: Container, display: Display, redact: Redac
 
     def close_after_exit() -> None:
         with contextlib.suppress(Exception):
-            engine.wait(container)
+            engine.wait(run)
             time.sleep(LINGER)
             stream.close()
 
     previous = signal.signal(signal.SIGINT, on_ctrl_c)
     threading.Thread(target=close_after_exit, daemon=True).start()
-    with contextlib.suppress(OSError, ValueError):  # the stream closed under us by Ctrl-C
-        for line in lines(stream):
-            display.show(redact(line))
-    if not interrupted.is_set():
-        signal.signal(signal.SIGINT, previous)
+    try:
+        with contextlib.suppress(OSError, ValueError):  # the stream closed under us by Ctrl-C
+            for line in lines(stream):
+                yield Log(redact(line))
+    finally:
+        if not interrupted.is_set():
+            signal.signal(signal.SIGINT, previous)
     return interrupted.is_set()
 
 

@@ -9,49 +9,19 @@ import secrets
 import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any
 from pathlib import Path
+from typing import Any
 
 import yaml
 
 from . import constants as c
+from .configfile import load_config
 from .errors import ChatlikeError
+from .flags import GpuRequest, Ulimit, parse_env_names, parse_gpus, parse_size, parse_ulimit
 
-ULIMIT_NAMES = frozenset(
-    "core cpu data fsize locks memlock msgqueue nice nofile nproc rss rtprio rttime sigpending stack".split()
-)
-_SIZE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([kmgt]?)i?b?\s*$", re.IGNORECASE)
-_ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 _RUN_ID = re.compile(r"^[a-z0-9][a-z0-9-]{2,62}$")
 # A dataset path that names a local file; anything else may be a Hugging Face hub id.
 _LOCAL_LOOKING = re.compile(r"^(/|\.|~)|\.(jsonl?|parquet|csv|arrow)$")
-
-
-@dataclass(frozen=True)
-class GpuRequest:
-    """Which GPUs a run gets: count -1 means all of them; device_ids picks some."""
-
-    count: int = 0
-    device_ids: tuple[str, ...] = ()
-
-    @property
-    def wanted(self) -> bool:
-        return self.count != 0 or bool(self.device_ids)
-
-    def __str__(self) -> str:
-        if self.device_ids:
-            return ",".join(self.device_ids)
-        return {0: "none", -1: "all"}.get(self.count, str(self.count))
-
-
-@dataclass(frozen=True)
-class Ulimit:
-    name: str
-    soft: int
-    hard: int
-
-    def __str__(self) -> str:
-        return f"{self.name}={self.soft}:{self.hard}"
 
 
 @dataclass(frozen=True)
@@ -84,6 +54,7 @@ class RunPlan:
     env_names: tuple[str, ...]  # passed by name; values are read only at launch
     detach: bool
     validate: bool = True  # run `chatlike-train validate` in the image before training
+    smoke: bool = False  # the CPU smoke run (`start --smoke`)
 
     @property
     def container_name(self) -> str:
@@ -100,6 +71,10 @@ class RunPlan:
     @property
     def command(self) -> tuple[str, ...]:
         return ("chatlike-train", "run", f"{c.INPUT_DIR}/{c.CONFIG_NAME}")
+
+    @property
+    def validate_command(self) -> tuple[str, ...]:
+        return ("chatlike-train", "validate", f"{c.INPUT_DIR}/{c.CONFIG_NAME}")
 
     @property
     def volumes(self) -> dict[str, str]:
@@ -126,6 +101,7 @@ class RunPlan:
             "env": list(self.env_names),
             "detach": self.detach,
             "validate": self.validate,
+            "smoke": self.smoke,
             "command": list(self.command),
         }
 
@@ -143,97 +119,6 @@ def new_run_id(now: float | None = None) -> str:
     return f"{stamp}-{secrets.token_hex(2)}"
 
 
-def parse_gpus(value: str) -> GpuRequest:
-    """`all`, a count `N`, device ids `0,1` or `device=1`, or `none`."""
-    text = value.strip().lower()
-    if text in ("", "none", "0"):
-        return GpuRequest()
-    if text == "all":
-        return GpuRequest(count=-1)
-    if text.startswith("device="):
-        text = text[len("device=") :]
-    elif text.isdigit():
-        return GpuRequest(count=int(text))
-    ids = tuple(part.strip() for part in text.split(",") if part.strip())
-    if not ids or not all(re.fullmatch(r"[0-9]+|gpu-[0-9a-f-]+|mig-[0-9a-z/-]+", i) for i in ids):
-        raise ChatlikeError(f"--gpus {value!r} is not understood; use all, a count such as 2, ids such as 0,1, or none")
-    return GpuRequest(device_ids=ids)
-
-
-def parse_size(value: str, option: str) -> int:
-    """`16g`, `512m`, `1024` (bytes) -> bytes."""
-    match = _SIZE.match(value)
-    if not match:
-        raise ChatlikeError(f"{option} {value!r} is not a size; use a number with k, m, g or t, such as 16g")
-    number, unit = match.groups()
-    size = int(float(number) * 1024 ** " kmgt".index(unit.lower() or " "))
-    if size <= 0:
-        raise ChatlikeError(f"{option} {value!r} must be more than zero")
-    return size
-
-
-def parse_ulimit(value: str) -> Ulimit:
-    """`NAME=SOFT[:HARD]`, where a limit is a number, -1 or `unlimited`."""
-    name, sep, limits = value.partition("=")
-    name = name.strip().lower()
-    if not sep or name not in ULIMIT_NAMES:
-        raise ChatlikeError(
-            f"--ulimit {value!r} is not NAME=SOFT[:HARD] with a NAME among {', '.join(sorted(ULIMIT_NAMES))}"
-        )
-    soft_text, _, hard_text = limits.partition(":")
-
-    def number(text: str) -> int:
-        text = text.strip().lower()
-        if text in ("-1", "unlimited"):
-            return -1
-        if not text.isdigit():
-            raise ChatlikeError(f"--ulimit {value!r}: {text!r} is not a number, -1 or unlimited")
-        return int(text)
-
-    soft = number(soft_text)
-    hard = number(hard_text) if hard_text else soft
-    if hard != -1 and (soft == -1 or soft > hard):
-        raise ChatlikeError(f"--ulimit {value!r}: the soft limit must not exceed the hard one")
-    return Ulimit(name, soft, hard)
-
-
-def parse_env_names(names: Sequence[str], environ: Mapping[str, str]) -> tuple[str, ...]:
-    """The variables passed to the container: the known secrets that are set, plus --env NAMEs."""
-    chosen = [name for name in c.SECRET_NAMES if environ.get(name)]
-    for name in names:
-        if "=" in name:
-            key = name.partition("=")[0]
-            raise ChatlikeError(
-                f"--env takes a NAME, not NAME=VALUE (values on a command line leak into shell history); "
-                f"run `export {key}=...` and pass --env {key}"
-            )
-        if not _ENV_NAME.match(name):
-            raise ChatlikeError(f"--env {name!r} is not a variable name")
-        if name not in environ:
-            raise ChatlikeError(f"--env {name}: {name} is not set in this shell; export it first")
-        chosen.append(name)
-    return tuple(dict.fromkeys(chosen))
-
-
-def load_config(path: Path, error: type[ChatlikeError] = ChatlikeError) -> dict:
-    """The Axolotl config as a mapping, or one clear `error`."""
-    try:
-        raw = yaml.safe_load(path.read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise error(f"config {path} does not exist; pass the path of an Axolotl YAML file") from None
-    except IsADirectoryError:
-        raise error(f"config {path} is a folder; pass the path of an Axolotl YAML file") from None
-    except (OSError, UnicodeDecodeError) as exc:
-        raise error(f"config {path} cannot be read ({exc}); check its permissions and encoding") from None
-    except yaml.YAMLError as exc:
-        where = getattr(exc, "problem_mark", None)
-        line = f" at line {where.line + 1}" if where else ""
-        raise error(f"config {path} is not valid YAML{line}; fix it and try again") from None
-    if not isinstance(raw, dict):
-        raise error(f"config {path} is not a YAML mapping of Axolotl options")
-    return raw
-
-
 def _exists(path: Path, what: str) -> bool:
     try:
         path.stat()
@@ -249,6 +134,12 @@ def _check_readable(path: Path, what: str) -> None:
         raise ChatlikeError(f"{what} {path} does not exist; fix the path")
     if not os.access(path, os.R_OK) or (path.is_dir() and not os.access(path, os.X_OK)):
         raise ChatlikeError(f"{what} {path} is not readable; check its permissions")
+
+
+def local_path(path: str, config_dir: Path) -> Path:
+    """A dataset path of the config on this machine: relative ones are read from the config's folder."""
+    local = Path(path).expanduser()
+    return (local if local.is_absolute() else config_dir / local).resolve()
 
 
 def render_config(raw: dict, config_dir: Path, data: Path | None) -> tuple[dict, tuple[StagedPath, ...]]:
@@ -279,8 +170,7 @@ def render_config(raw: dict, config_dir: Path, data: Path | None) -> tuple[dict,
             path = entry.get("path")
             replaced_by_data = key == "datasets" and data is not None
             if not replaced_by_data and isinstance(path, str) and path:
-                local = Path(path).expanduser()
-                local = local if local.is_absolute() else config_dir / local
+                local = local_path(path, config_dir)
                 if _exists(local, "dataset"):
                     entry["path"] = stage(local)
                 elif _LOCAL_LOOKING.search(path):
@@ -316,6 +206,7 @@ def build_plan(
     env: Sequence[str] = (),
     detach: bool = False,
     validate: bool = True,
+    smoke: bool = False,
     environ: Mapping[str, str] | None = None,
     run_id: str | None = None,
 ) -> RunPlan:
@@ -344,6 +235,7 @@ def build_plan(
         env_names=parse_env_names(env, environ),
         detach=detach,
         validate=validate,
+        smoke=smoke,
     )
 
 
@@ -361,6 +253,7 @@ def replan(flags: Mapping[str, Any], run_id: str, out: Path, host: str | None = 
         ulimits=flags.get("ulimits", []),
         env=[name for name in flags.get("env", []) if name not in c.SECRET_NAMES],
         validate=False,
+        smoke=bool(flags.get("smoke")),
         environ=environ,
         run_id=run_id,
     )
@@ -368,3 +261,36 @@ def replan(flags: Mapping[str, Any], run_id: str, out: Path, host: str | None = 
     if [s.host_path for s in plan.data] != staged and len(staged) == 1:
         plan = build_plan(Path(flags["config"]), data=staged[0], **options)
     return plan
+
+
+def device_request(gpus: GpuRequest) -> dict[str, Any]:
+    """`--gpus` as the engine's device request (a dict docker-py takes as is)."""
+    if gpus.device_ids:
+        return {"driver": "", "device_ids": list(gpus.device_ids), "capabilities": [["gpu"]]}
+    return {"driver": "", "count": gpus.count, "capabilities": [["gpu"]]}
+
+
+def container_options(plan: RunPlan, role: str = c.ROLE_TRAIN) -> dict[str, Any]:
+    """The container a plan asks for, as docker-py's `containers.create` options: the training container
+    (role train), or the one that validates its config and data first (role validate: no name, no GPUs).
+
+    Environment values of None are the names passed from the runner's environment: the engine module
+    reads them at the last moment, so no secret value is ever part of a plan.
+    """
+    training = role == c.ROLE_TRAIN
+    return {
+        "command": list(plan.command if training else plan.validate_command),
+        "name": plan.container_name if training else None,
+        "labels": plan.labels(role),
+        "environment": {**c.CONTAINER_ENV, **dict.fromkeys(plan.env_names)},
+        "volumes": {name: {"bind": path, "mode": "rw"} for name, path in plan.volumes.items()},
+        "device_requests": [device_request(plan.gpus)] if training and plan.gpus.wanted else None,
+        "ipc_mode": "host" if plan.shm_size is None else "shareable",
+        "shm_size": plan.shm_size,
+        "mem_limit": plan.memory,
+        "memswap_limit": plan.memory,  # no swap: over the limit means OOM, not a crawl
+        "ulimits": [{"name": u.name, "soft": u.soft, "hard": u.hard} for u in plan.ulimits] or None,
+        "init": True,  # signals reach the trainer, and a stop is a SIGTERM it can save on
+        "stdin_open": False,
+        "tty": False,
+    }

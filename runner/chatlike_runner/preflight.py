@@ -1,21 +1,27 @@
 """Preflight: everything that can be known before a run starts, checked before anything is created.
 
-Each check says what it found and, when it fails, what to do. `start` stops at the first failure;
-`doctor` shows them all as a table.
+The checks run most fundamental first (engine, NVIDIA runtime and driver, image, disk, inputs); every
+failing one is a line that says what is wrong and what to do, all reported at once. The probes that
+run chatlike's own commands in a throwaway container (GPU names, config validation, the image's user)
+live here too: they ask the engine through engine.py like any other step.
 """
 
 from __future__ import annotations
 
 import os
 import shutil
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from . import constants as c
-from .engine import Engine
+from .engine import Engine, Image, NoGpuRuntime
 from .errors import ChatlikeError
-from .plan import GpuRequest, RunPlan
+from .flags import GpuRequest
+from .plan import RunPlan, container_options, device_request
+
+GPU_QUERY = ["nvidia-smi", "--query-gpu=index,name,memory.total,driver_version", "--format=csv,noheader"]
 
 
 @dataclass
@@ -25,14 +31,27 @@ class Check:
     detail: str
     data: Any = field(default=None, repr=False)
 
-    def require(self) -> Any:
-        """The check's data, or the check's message as a ChatlikeError."""
-        if not self.ok:
-            raise ChatlikeError(self.detail)
-        return self.data
+
+class PreflightFailed(ChatlikeError):
+    """One or more checks failed: one line each, exit 2."""
+
+    def __init__(self, failed: Sequence[Check]) -> None:
+        super().__init__("\n".join(check.detail for check in failed))
+        self.lines = [check.detail for check in failed]
+
+    def show(self, file=None) -> None:
+        for line in self.lines:
+            ChatlikeError(line).show(file)
 
 
-def _guard(name: str, work: Any) -> Check:
+def require(checks: Sequence[Check]) -> None:
+    """Raise PreflightFailed naming every failed check."""
+    failed = [check for check in checks if not check.ok]
+    if failed:
+        raise PreflightFailed(failed)
+
+
+def _guard(name: str, work: Callable[[], Check]) -> Check:
     try:
         return work()
     except ChatlikeError as exc:
@@ -49,24 +68,50 @@ def engine_check(host: str | None) -> Check:
     return _guard("engine", work)
 
 
-def image_check(engine: Engine, ref: str) -> Check:
-    def work() -> Check:
-        image = engine.image(ref)
-        return Check("image", True, f"{ref} ({image['id'][7:19]})", image)
+def gpu_names(engine: Engine, image_id: str, gpus: GpuRequest) -> list[str]:
+    """The GPUs a container of the image sees (nvidia-smi lines: index, name, memory, driver)."""
+    options = {
+        "command": GPU_QUERY,
+        "device_requests": [device_request(gpus)],
+        "environment": {"NVIDIA_DRIVER_CAPABILITIES": "compute,utility"},
+        "labels": {c.LABEL_ROLE: c.ROLE_PROBE},
+    }
+    status, output = engine.run_once("checking the GPUs", image_id, options)
+    if status != 0:
+        raise ChatlikeError(f"the GPUs could not be listed inside {image_id[:19]} ({output[:200]}); "
+                            "check `nvidia-smi` on the Docker host and the NVIDIA Container Toolkit")
+    return [line.strip() for line in output.splitlines() if line.strip()]
 
-    return _guard("image", work)
+
+def gpu_runtime(engine: Engine, gpus: GpuRequest) -> None:
+    """Whether the engine can pass GPUs at all, without the training image: a container of an empty image
+    that asks for GPUs fails at start either for want of an NVIDIA runtime (NoGpuRuntime) or, past that
+    point, for want of a program to run (the runtime is there)."""
+    options = {"command": ["/probe"], "device_requests": [device_request(gpus)], "labels": {c.LABEL_ROLE: c.ROLE_PROBE}}
+    with engine.scratch_image() as image_id:
+        try:
+            engine.run_once("checking the GPUs", image_id, options)
+        except NoGpuRuntime:
+            raise
+        except ChatlikeError as exc:
+            if "nvidia-container-cli" in str(exc):  # the runtime is there but cannot reach a GPU or its driver
+                raise ChatlikeError(f"{exc}; check `nvidia-smi` on the Docker host") from None
 
 
-def gpu_check(engine: Engine, image: dict[str, Any], gpus: GpuRequest) -> Check:
-    """The GPUs a container of `image` sees, and whether their driver is new enough for its CUDA."""
+def gpu_check(engine: Engine, image: Image | None, gpus: GpuRequest) -> Check:
+    """The GPUs a container of `image` sees, and whether their driver is new enough for its CUDA; without the
+    image, whether the engine has an NVIDIA runtime at all."""
     if not gpus.wanted:
         return Check("gpus", True, "none requested (CPU run)", [])
 
     def work() -> Check:
-        found = engine.gpu_names(image["id"], gpus)
+        if image is None:
+            gpu_runtime(engine, gpus)
+            return Check("gpus", True, "the NVIDIA runtime is there (the GPUs are listed once the image is)")
+        found = gpu_names(engine, image.id, gpus)
         if not found:
             return Check("gpus", False, f"--gpus {gpus}: no GPU is visible on the Docker host; check `nvidia-smi` there")
-        old = driver_too_old(found, (image.get("labels") or {}).get(c.LABEL_MIN_DRIVER, ""))
+        old = driver_too_old(found, image.min_driver)
         if old:
             return Check("gpus", False, f"{old}; update the NVIDIA driver on the Docker host")
         return Check("gpus", True, f"{len(found)} found: " + "; ".join(found), found)
@@ -86,6 +131,18 @@ def driver_too_old(gpus: list[str], minimum: str) -> str | None:
     return None
 
 
+def image_check(ref: str, image: Image | None, gpus_ok: bool) -> Check:
+    """The training image, already looked up: present, or missing with what to do about it."""
+    if image is not None:
+        return Check("image", True, f"{ref} ({image.id[7:19]})", image)
+    if not gpus_ok:
+        return Check("image", False, f"image {ref} is not on the Docker host, and that host cannot run GPU training "
+                                     "yet (see above): fix that first, or train on the CPU with "
+                                     "`chatlike-runner start --smoke`")
+    return Check("image", False, f"image {ref} is not on the Docker host; build it (`chatlike-runner build`, "
+                                 f"`--flavor cpu` for {c.CPU_IMAGE}) or pull it (`docker pull {ref}`), or pass --image")
+
+
 def space_check(out_dir: Path, need: int = c.MIN_FREE_BYTES) -> Check:
     existing = next((p for p in [out_dir, *out_dir.parents] if p.exists()), Path("/"))
     if not os.access(existing, os.W_OK):
@@ -102,34 +159,79 @@ def space_check(out_dir: Path, need: int = c.MIN_FREE_BYTES) -> Check:
     return Check("space", True, detail, free)
 
 
-def inputs_check(plan: RunPlan) -> Check:
-    paths = [plan.config_path, *(s.host_path for s in plan.data)]
+def inputs_check(paths: Sequence[Path]) -> Check:
     unreadable = [str(p) for p in paths if not os.access(p, os.R_OK)]
     if unreadable:
         return Check("inputs", False, f"cannot read {', '.join(unreadable)}; check the permissions")
-    names = ", ".join(p.name for p in paths)
-    return Check("inputs", True, names)
+    return Check("inputs", True, ", ".join(p.name for p in paths))
 
 
-def for_run(plan: RunPlan) -> tuple[Engine, dict[str, Any]]:
-    """Check a run before anything is created; returns the engine and the image. Raises on failure."""
-    inputs_check(plan).require()
-    space_check(plan.out_dir).require()
-    engine = engine_check(plan.host).require()
-    image = image_check(engine, plan.image).require()
-    gpu_check(engine, image, plan.gpus).require()
-    return engine, image
+def checks(host: str | None, image_ref: str, gpus: GpuRequest, out_dir: Path, inputs: Sequence[Path] | None = None,
+           engine: Engine | None = None) -> list[Check]:
+    """Every check, most fundamental first; those that need the engine are left out when it is unreachable."""
+    first = engine_check(host) if engine is None else Check("engine", True, engine.url, engine)
+    found: list[Check] = [first]
+    engine = first.data
+    if engine is not None:
+        try:
+            image = engine.image(image_ref)
+        except ChatlikeError as exc:
+            found.append(Check("image", False, exc.format_message()))
+        else:
+            gpus_checked = gpu_check(engine, image, gpus)
+            found += [gpus_checked, image_check(image_ref, image, gpus_checked.ok)]
+    found.append(space_check(out_dir))
+    if inputs is not None:
+        found.append(inputs_check(inputs))
+    return found
+
+
+def for_run(plan: RunPlan, engine: Engine | None = None) -> tuple[Engine, Image]:
+    """Check a run before anything is created; returns the engine and the image. Raises PreflightFailed."""
+    found = checks(plan.host, plan.image, plan.gpus, plan.out_dir, [plan.config_path, *(s.host_path for s in plan.data)],
+                   engine)
+    require(found)
+    by_name = {check.name: check.data for check in found}
+    return by_name["engine"], by_name["image"]
+
+
+def for_gpu_build(host: str | None) -> Engine:
+    """Before building the CUDA image: an engine that can pass GPUs to containers, or every reason why not
+    and where to go instead."""
+    first = engine_check(host)
+    found = [first]
+    if first.data is not None:
+        found.append(gpu_check(first.data, None, GpuRequest(count=-1)))
+    if not all(check.ok for check in found):
+        found.append(Check("cuda", False, "this Docker host cannot run the CUDA image, so it is not built: `make smoke` "
+                                          "(`chatlike-runner start --smoke`) trains on the CPU instead; "
+                                          "--no-gpu-check builds it anyway (to push it to a registry)"))
+    require(found)
+    return first.data
+
+
+def validate(engine: Engine, plan: RunPlan, image_id: str) -> None:
+    """`chatlike-train validate` on the staged config and data, before training starts."""
+    status, output = engine.run_once("validating the config", image_id, container_options(plan, c.ROLE_VALIDATE))
+    if status != 0:
+        lines = [line for line in output.splitlines() if line.strip()]
+        reason = lines[-1].removeprefix("chatlike-train: ") if lines else f"exit {status}"
+        raise ChatlikeError(f"the config or dataset is not valid: {reason}")
+
+
+def user_ids(engine: Engine, image_id: str) -> tuple[int, int]:
+    """The uid and gid that the image's processes run as."""
+    status, output = engine.run_once("reading the image's user", image_id, {"command": ["sh", "-c", "id -u; id -g"]})
+    numbers = output.split()
+    if status != 0 or len(numbers) != 2 or not all(n.isdigit() for n in numbers):
+        raise ChatlikeError(f"cannot tell which user {image_id[:19]} runs as (`id` said: {output[:100]!r})")
+    return int(numbers[0]), int(numbers[1])
 
 
 def doctor(host: str | None, image: str, gpus: GpuRequest, out_dir: Path) -> list[Check]:
-    """Every check that needs no config, for `chatlike-runner doctor`."""
-    checks = [engine_check(host)]
-    engine = checks[0].data
+    """Every check that needs no config, for `chatlike-runner doctor`, with the engine's runtimes."""
+    found = checks(host, image, gpus, out_dir)
+    engine = found[0].data
     if engine is not None:
-        checks.append(image_check(engine, image))
-        runtimes = engine.info()["runtimes"]
-        checks.append(Check("runtimes", True, ", ".join(runtimes)))
-        if checks[1].ok:
-            checks.append(gpu_check(engine, checks[1].data, gpus))
-    checks.append(space_check(out_dir))
-    return checks
+        found.insert(1, Check("runtimes", True, ", ".join(engine.info()["runtimes"])))
+    return found

@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 import codecs
+import os
 import re
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TaskID, TextColumn
+
+from . import constants as c
 
 # The Trainer's own bar has no description: "  45%|████▌     | 45/100 [00:12<00:15,  3.60it/s]".
 _BAR = re.compile(r"^\s*\d+%\|[^|]*\|\s*(\d+)/(\d+)\s*\[([0-9:]+)<([0-9:]+|\?)")
@@ -94,6 +97,13 @@ class Redactor:
                 pending = pending[cut:]
         if pending:
             yield pending
+
+
+def redactor(env_names: Iterable[str]) -> Redactor:
+    """Hides the values of the secrets a run was given by name: the known ones, and passed variables
+    whose names look secret."""
+    names = set(c.SECRET_NAMES) | {name for name in env_names if c.SECRET_NAME.search(name)}
+    return Redactor(os.environ[name] for name in names if os.environ.get(name))
 
 
 class Display:

@@ -86,5 +86,7 @@ def prepare(export: Path | None, out: Path, me: str | None, me_name: str | None,
         report = build(export, options, workdir)
     console.print(_summary(report))
     console.print(f"wrote {out / 'train.jsonl'}, {out / 'heldout.jsonl'} and {out / 'report.json'}")
+    console.print(f"next: `chatlike-runner start configs/llama-3.1-8b-qlora.yml --data {out / 'train.jsonl'} --gpus all`, "
+                  f"or on the CPU first: `chatlike-runner start --smoke --data {out / 'train.jsonl'}`")
     for warning in report["warnings"]:
         click.echo(f"chatlike-runner: warning: {warning}", err=True)

@@ -1,0 +1,39 @@
+"""Collect: copy a run's output volume, its log and a manifest home to OUT/<run-id> (or OUT/<run-id>.partial).
+
+The output volume streams home as a tar unpacked chunk by chunk (unpack.py) into a hidden folder;
+artifacts.py writes the manifest last and publishes the folder with one rename.
+"""
+
+from __future__ import annotations
+
+import tempfile
+from pathlib import Path
+from typing import Any
+
+from . import artifacts
+from . import constants as c
+from .engine import Engine, Run
+from .progress import redactor
+from .unpack import unpack
+
+
+def collect(engine: Engine, run: Run, out_dir: Path) -> Path:
+    """Copy the run's outputs home as it stands now; a finished run already copied whole is left as it is."""
+    run = engine.refresh(run)
+    published = artifacts.destination(out_dir, run.id, True)
+    if run.complete and artifacts.is_published(published, run.id):
+        return published  # a finished run does not change: the copy home is already whole
+
+    def fill(tmp: Path) -> dict[str, Any]:
+        files = unpack(engine.archive(run, c.OUTPUT_DIR), tmp)
+        with tempfile.TemporaryDirectory(dir=tmp.parent) as inputs:
+            unpack(engine.archive(run, f"{c.INPUT_DIR}/{c.INPUT_SUMS}"), Path(inputs), strip=0)
+            sums = (Path(inputs) / c.INPUT_SUMS).read_text(encoding="utf-8", errors="replace")
+        log = tmp / artifacts.CONTAINER_LOG
+        log.parent.mkdir(parents=True, exist_ok=True)
+        with log.open("w", encoding="utf-8") as handle:
+            handle.writelines(redactor(run.flags.get("env", [])).stream(engine.logs(run, follow=False)))
+        image = {"ref": run.flags.get("image"), "id": run.image_id, "digests": list(run.image_digests)}
+        return artifacts.manifest(run=run, image=image, engine=engine.info(), inputs=artifacts.parse_sums(sums), files=files)
+
+    return artifacts.publish(out_dir, run.id, run.complete, fill)

@@ -1,0 +1,42 @@
+"""What a command on a run reports as it goes. Commands yield these; the Click layer prints them."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+
+@dataclass(frozen=True)
+class Note:
+    """A line for the person running the command."""
+
+    text: str
+    warning: bool = False
+
+
+@dataclass(frozen=True)
+class Following:
+    """The run's log follows, as Log events, until the next event of another kind."""
+
+    run_id: str
+
+
+@dataclass(frozen=True)
+class Log:
+    """One line of the run's log, secrets redacted."""
+
+    text: str
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """How a run stands when the command ends, and where its outputs were copied."""
+
+    run_id: str
+    exit_code: int
+    status: str  # running, succeeded, failed, oom, stopped
+    path: Path | None = None
+    smoke: bool = False  # a CPU smoke run (`start --smoke`)
+
+
+Event = Note | Following | Log | Outcome

@@ -1,0 +1,48 @@
+"""Launch: create the run's volumes and container, stage its inputs, validate them, start it.
+
+Whatever fails on the way, the run's container and volumes are removed before the error goes on:
+a run either starts whole or leaves nothing on the engine.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Generator, Mapping
+from pathlib import Path
+
+from . import artifacts, preflight, stage
+from . import constants as c
+from .engine import Engine, Image, Run
+from .errors import ChatlikeError
+from .events import Note
+from .follow import uninterruptible
+from .plan import RunPlan, container_options
+
+
+def launch(
+    engine: Engine, plan: RunPlan, image: Image, earlier: Path | None = None, expected: Mapping[str, str] | None = None
+) -> Generator[Note, None, Run]:
+    """Create, stage (and `earlier` outputs back), validate, start; `expected` are the sha256s a resumed
+    run's inputs must still have. Returns the started run."""
+    run = engine.create(plan.run_id, image.id, container_options(plan), [plan.input_volume, plan.output_volume])
+    try:
+        digests: dict[str, str] = {}
+        engine.put(run, c.INPUT_DIR, stage.input_archive(plan, digests))
+        changed = sorted(name for name, digest in (expected or {}).items() if digests.get(name) != digest)
+        if changed:
+            raise ChatlikeError(
+                f"{', '.join(changed)} changed since run {plan.run_id} started; a resumed run needs the same "
+                "config and data: restore them or start a new run"
+            )
+        if earlier is not None:
+            skip = frozenset({artifacts.MANIFEST, artifacts.CONTAINER_LOG})
+            owner = preflight.user_ids(engine, image.id)
+            engine.put(run, c.OUTPUT_DIR, stage.output_archive(earlier, owner, skip))
+        if plan.validate:
+            yield Note("validating the config and dataset…")
+            preflight.validate(engine, plan, image.id)
+        engine.start(run)
+    except BaseException:
+        with uninterruptible():
+            engine.remove_run(plan.run_id)
+        raise
+    return run

@@ -10,12 +10,12 @@ import yaml
 from chatlike_runner import constants as c
 from chatlike_runner.errors import ChatlikeError
 from chatlike_runner.flags import GpuRequest, Ulimit, parse_gpus, parse_size, parse_ulimit
-from chatlike_runner.plan import build_plan
+from chatlike_runner.plan import build_plan, container_options
 
 
-def test_the_plan_never_imports_docker(workdir):
-    sys.modules.pop("docker", None)
-    build_plan(workdir / "config.yml", environ={})
+def test_the_plan_and_its_container_options_never_import_docker(workdir, monkeypatch):
+    monkeypatch.delitem(sys.modules, "docker", raising=False)  # put back after the test
+    container_options(build_plan(workdir / "config.yml", gpus="all", environ={}))
     assert "docker" not in sys.modules
 
 

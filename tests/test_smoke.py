@@ -57,7 +57,7 @@ def test_resume_continues_from_the_checkpoint(cli, cpu_image, dataset, workdir, 
 
 def test_smoke_from_nothing_writes_the_example_and_builds_the_image(cpu_image, docker_client, tmp_path, leftovers):
     """A clean clone: the smoke config with no data/ beside it, and no image under the name the run asks for."""
-    import docker
+    import docker.errors
 
     tag = "chatlike-test/smoke-from-nothing:cpu"
     with contextlib.suppress(docker.errors.ImageNotFound):

@@ -291,6 +291,7 @@ def container_options(plan: RunPlan, role: str = c.ROLE_TRAIN) -> dict[str, Any]
         "memswap_limit": plan.memory,  # no swap: over the limit means OOM, not a crawl
         "ulimits": [{"name": u.name, "soft": u.soft, "hard": u.hard} for u in plan.ulimits] or None,
         "init": True,  # signals reach the trainer, and a stop is a SIGTERM it can save on
+        "user": None,  # the image's own user (chatlike, uid 1000), who owns the folders the volumes start from
         "stdin_open": False,
         "tty": False,
     }

@@ -16,8 +16,9 @@ from conftest import need
 from chatlike_runner import constants as c
 from chatlike_runner.artifacts import destination, publish
 from chatlike_runner.errors import ChatlikeError
-from chatlike_runner.plan import build_plan
-from chatlike_runner.stage import input_archive
+from chatlike_runner.flags import parse_gpus
+from chatlike_runner.plan import JobPlan, build_plan
+from chatlike_runner.stage import input_archive, job_archive
 from chatlike_runner.unpack import Unpacker, unpack
 
 
@@ -95,6 +96,22 @@ def test_staged_archive_holds_config_data_and_their_sums(workdir):
     assert staged == (workdir / "data" / "train.jsonl").read_bytes()
     expected = hashlib.sha256(staged).hexdigest()
     assert digests["data/train.jsonl"] == expected and f"{expected}  data/train.jsonl" in sums
+
+
+def test_a_jobs_archive_holds_the_run_without_checkpoints_and_the_heldout_set(tmp_path):
+    run_dir = tmp_path / "20261130-000000-abcd"
+    for name in ("adapter_model.safetensors", "train-config.yml", "logs/train.log", "checkpoint-5/optimizer.pt",
+                 "eval/report.json", ".eval.x.incoming/report.json"):
+        (run_dir / name).parent.mkdir(parents=True, exist_ok=True)
+        (run_dir / name).write_text(name)
+    (tmp_path / "heldout.jsonl").write_text('{"messages": []}\n')
+    plan = JobPlan(run_id=run_dir.name, kind="eval", stamp="1", image="i", host=None, run_dir=run_dir,
+                   heldout=tmp_path / "heldout.jsonl", gpus=parse_gpus("none"), env_names=())
+    with tarfile.open(fileobj=io.BytesIO(b"".join(job_archive(plan, {})))) as tar:
+        names = tar.getnames()
+        assert tar.extractfile("data/heldout.jsonl").read() == b'{"messages": []}\n'
+    assert names == ["run", "run/adapter_model.safetensors", "run/logs", "run/logs/train.log", "run/train-config.yml",
+                     "data", "data/heldout.jsonl", c.INPUT_SUMS]
 
 
 def test_staging_a_folder_keeps_its_tree(workdir):

@@ -6,13 +6,13 @@ import pytest
 
 from chatlike_runner import constants as c
 from chatlike_runner.flags import parse_gpus
-from chatlike_runner.plan import build_plan, container_options, device_request
+from chatlike_runner.plan import JobPlan, build_plan, container_options, device_request
 
 RUN_ID = "20261130-000000-abcd"
 
 
-def options(workdir, role=c.ROLE_TRAIN, **flags):
-    return container_options(build_plan(workdir / "config.yml", environ={}, run_id=RUN_ID, **flags), role)
+def options(workdir, validate=False, **flags):
+    return container_options(build_plan(workdir / "config.yml", environ={}, run_id=RUN_ID, **flags), validate)
 
 
 @pytest.mark.parametrize(
@@ -60,8 +60,23 @@ def test_passed_variables_are_names_never_values(workdir):
 
 
 def test_the_validate_container_has_no_name_and_no_gpus(workdir):
-    got = options(workdir, role=c.ROLE_VALIDATE, gpus="all")
+    got = options(workdir, validate=True, gpus="all")
     assert got["command"] == ["chatlike-train", "validate", "/chatlike/input/config.yml"]
     assert got["name"] is None and got["device_requests"] is None
     assert got["labels"][c.LABEL_ROLE] == c.ROLE_VALIDATE and got["labels"][c.LABEL_RUN] == RUN_ID
     assert got["volumes"] == options(workdir)["volumes"]
+
+
+def test_a_job_on_a_finished_run(tmp_path):
+    plan = JobPlan(run_id=RUN_ID, kind="eval", stamp="20261130-010203", image="chatlike/train:cpu", host=None,
+                   run_dir=tmp_path, heldout=tmp_path / "heldout.jsonl", gpus=parse_gpus("all"), env_names=("HF_TOKEN",),
+                   options=("--samples", "3"))
+    got = container_options(plan)
+    job = f"{RUN_ID}-eval-20261130-010203"
+    assert got["name"] == f"chatlike-{job}"
+    assert got["labels"] == {c.LABEL_RUN: job, c.LABEL_ROLE: "eval"}, "removing a job never touches its run"
+    assert got["command"] == ["chatlike-train", "eval", "/chatlike/input/run", "/chatlike/input/data/heldout.jsonl",
+                              "/chatlike/output", "--samples", "3"]
+    assert got["device_requests"] == [{"driver": "", "count": -1, "capabilities": [["gpu"]]}]
+    assert set(got["volumes"]) == {f"chatlike-{job}-input", f"chatlike-{job}-output", c.CACHE_VOLUME}
+    assert got["environment"]["HF_TOKEN"] is None

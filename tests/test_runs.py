@@ -42,7 +42,7 @@ def test_happy_path(cli, workdir, standin_image, docker_client, leftovers):
     out = run_dir(workdir / "outputs")
     run_id = out.name
     assert "succeeded (exit 0)" in result.stdout and str(out) in result.stdout
-    assert f"next: the adapter is {out / 'adapter_model.safetensors'}; `chatlike-runner rm {run_id}`" in result.stdout
+    assert f"next: `chatlike-runner eval {run_id}` says whether it is you" in result.stdout
     for name in ("adapter_model.safetensors", "adapter_config.json", "logs/train.log", "logs/container.log", "manifest.json"):
         assert (out / name).is_file(), name
     # The copy is byte-identical to what the container wrote.

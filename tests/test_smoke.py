@@ -77,7 +77,7 @@ def test_smoke_from_nothing_writes_the_example_and_builds_the_image(cpu_image, d
         (out,) = (clone / "outputs").iterdir()
         assert (out / "adapter_model.safetensors").stat().st_size > 0
         assert json.loads((out / "manifest.json").read_text())["status"] == "succeeded"
-        assert "next: the smoke run passed; train the real recipe on your GPUs" in result.stdout
+        assert "then: the smoke run passed; train the real recipe on your GPUs" in result.stdout
     finally:
         with contextlib.suppress(docker.errors.DockerException):
             docker_client.images.remove(tag)

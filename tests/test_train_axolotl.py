@@ -155,3 +155,28 @@ def test_sigterm_saves_a_checkpoint_and_a_later_run_resumes_from_it(home):
     state = json.loads((out / f"checkpoint-{stopped_at + 3}" / "trainer_state.json").read_text())
     assert state["global_step"] == stopped_at + 3
     assert len([entry for entry in state["log_history"] if "loss" in entry]) == stopped_at + 3
+
+
+def test_eval_tokenizes_and_masks_exactly_as_axolotl_trained(home):
+    """eval's input ids and labels (your turns only) are those of Axolotl's own preprocessed training set."""
+    prepared = home / "prepared-for-eval"
+    config = smoke_config(home, "tokens", dataset_prepared_path=str(prepared))
+    done = subprocess.run([str(TRAIN_PYTHON), "-m", "axolotl.cli.preprocess", str(config)], cwd=config.parent, env=_env(home),
+                          capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    script = (
+        "import json, sys\nfrom pathlib import Path\nfrom datasets import load_from_disk\n"
+        "from axolotl.loaders import load_tokenizer\nfrom chatlike_runner.train.tuned import axolotl_config, tokenized\n"
+        "cfg = axolotl_config(Path(sys.argv[1]))\nrows = [json.loads(line) for line in open(sys.argv[2])]\n"
+        "ours, too_long = tokenized(cfg, load_tokenizer(cfg), rows)\n"
+        "(folder,) = [p for p in Path(sys.argv[3]).iterdir() if p.is_dir()]\n"
+        "theirs = [(r['input_ids'], r['labels']) for r in load_from_disk(str(folder))]\n"
+        "print(json.dumps({'ours': sorted(ours), 'theirs': sorted(theirs), 'too_long': too_long}))\n"
+    )
+    done = subprocess.run([str(TRAIN_PYTHON), "-c", script, str(config), str(home / "data" / "train.jsonl"), str(prepared)],
+                          cwd=home, env=_env(home), capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-3000:]
+    result = json.loads(done.stdout.strip().splitlines()[-1])
+    assert len(result["ours"]) == 48 and result["too_long"] == 0
+    assert result["ours"] == result["theirs"]
+    assert all(any(label != -100 for label in labels) for _, labels in result["ours"])

@@ -98,15 +98,28 @@ def publish(
     final = destination(out_dir, run_id, complete)
     if complete and final.exists():
         raise ChatlikeError(f"{final} already exists and is not run {run_id}'s copy; move it away, or pass --out")
-    tmp = hidden_folder(out_dir, run_id, ".incoming", "--out")
-    try:
+
+    def fill_with_manifest(tmp: Path) -> None:
         record = fill(tmp)
         (tmp / MANIFEST).write_text(json.dumps(record, indent=2, sort_keys=True) + "\n", encoding="utf-8")
+
+    publish_folder(final, fill_with_manifest, f"copying run {run_id} out", f"`chatlike-runner fetch {run_id}`")
+    if complete:
+        shutil.rmtree(destination(out_dir, run_id, False), ignore_errors=True)
+    return final
+
+
+def publish_folder(final: Path, fill: Callable[[Path], None], action: str, retry: str) -> None:
+    """Fill a hidden folder next to `final`, then rename it to `final` in one step (a folder already there is
+    replaced whole). On failure nothing is published; `retry` names the command that tries again."""
+    tmp = hidden_folder(final.parent, final.name, ".incoming", "--out")
+    try:
+        fill(tmp)
         _give_to_invoking_user(tmp)
         os.chmod(tmp, 0o755)
         old = None
         if final.exists():
-            old = hidden_folder(out_dir, run_id, ".old", "--out")
+            old = hidden_folder(final.parent, final.name, ".old", "--out")
             os.rename(final, old / "snapshot")
         os.rename(tmp, final)
         if old is not None:
@@ -114,17 +127,23 @@ def publish(
     except OSError as exc:
         shutil.rmtree(tmp, ignore_errors=True)
         if exc.errno == errno.ENOSPC:
-            raise ChatlikeError(
-                f"no space left in {out_dir} while copying run {run_id} out; nothing was published. "
-                f"Free some space and run `chatlike-runner fetch {run_id}`"
-            ) from None
-        raise ChatlikeError(f"copying run {run_id} out to {out_dir} failed ({exc}); nothing was published") from None
+            raise ChatlikeError(f"no space left in {final.parent} while {action}; nothing was published. "
+                                f"Free some space and run {retry}") from None
+        raise ChatlikeError(f"{action} to {final.parent} failed ({exc}); nothing was published") from None
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
-    if complete:
-        shutil.rmtree(destination(out_dir, run_id, False), ignore_errors=True)
-    return final
+
+
+def record(run_dir: Path, key: str, entry: dict[str, Any]) -> None:
+    """Append `entry` to the list `key` of a published run's manifest (written whole, then renamed)."""
+    path = run_dir / MANIFEST
+    manifest = json.loads(path.read_text(encoding="utf-8"))
+    manifest[key] = [*manifest.get(key, []), entry]
+    temp = path.with_name(f".{MANIFEST}.{os.getpid()}")
+    temp.write_text(json.dumps(manifest, indent=2, sort_keys=True) + "\n", encoding="utf-8")
+    _give_to_invoking_user(temp)
+    os.replace(temp, path)
 
 
 def _give_to_invoking_user(root: Path) -> None:

@@ -3,16 +3,18 @@
 from __future__ import annotations
 
 import sys
-from collections.abc import Iterable
+from collections.abc import Iterator
 from pathlib import Path
 
 import click
 from rich.console import Console
 from rich.table import Column, Table
 
-from . import __version__, build, preflight, runs
+from . import __version__, build, jobs, preflight, runs
 from . import constants as c
-from .events import Event, Following, Log, Note, Outcome
+from .errors import ChatlikeError
+from .events import Event, Following, JobDone, Log, Note, Outcome
+from .follow import uninterruptible
 from .flags import parse_gpus
 from .plan import build_plan
 from .progress import Display
@@ -37,9 +39,10 @@ out_option = click.option(
 )
 
 
-def _show(events: Iterable[Event]) -> None:
+def _show(events: Iterator[Event]) -> None:
     """Print a command's events as they come: notes as lines, a run's log through the live display, and
-    the outcome last, with what to do next; exits with the run's code."""
+    the outcome last, with what to do next; exits with the run's code. A Ctrl-C before a run or job has
+    started ends the command, which removes what it had created."""
     display: Display | None = None
     try:
         for event in events:
@@ -55,6 +58,13 @@ def _show(events: Iterable[Event]) -> None:
                 console.print(event.text, style="yellow" if event.warning else None)
             elif isinstance(event, Outcome):
                 _finish(event)
+            elif isinstance(event, JobDone) and event.report is not None:
+                _eval_summary(event)
+    except KeyboardInterrupt:
+        with uninterruptible():
+            events.close()  # type: ignore[attr-defined]
+        raise ChatlikeError("interrupted before anything started; nothing was left on the Docker engine",
+                            c.INTERRUPTED_EXIT) from None
     finally:
         if display is not None:
             display.__exit__()
@@ -77,12 +87,24 @@ def _finish(outcome: Outcome) -> None:
                       style="red")
     else:
         console.print(f"run {run_id} {outcome.status} (exit {outcome.exit_code}); outputs in {path}", style="green")
+        console.print(f"next: `chatlike-runner eval {run_id}` says whether it is you (held-out loss against the base, "
+                      "replies side by side)")
         if outcome.smoke:
-            console.print(f"next: the smoke run passed; train the real recipe on your GPUs with `{GPU_RUN}`")
-        else:
-            console.print(f"next: the adapter is {path / 'adapter_model.safetensors' if path else 'in the outputs'}; "
-                          f"`chatlike-runner rm {run_id}` frees its container and volumes on the engine")
+            console.print(f"then: the smoke run passed; train the real recipe on your GPUs with `{GPU_RUN}`")
     sys.exit(outcome.exit_code)
+
+
+def _eval_summary(done: JobDone) -> None:
+    report = done.report or {}
+    table = Table("model", "NLL per token", "95% interval", "perplexity", box=None)
+    for name in ("base", "tuned"):
+        nll = report["nll"][name]
+        table.add_row(name, f"{nll['nll']:.3f}", f"{nll['ci95'][0]:.3f} – {nll['ci95'][1]:.3f}", f"{nll['perplexity']:.1f}")
+    better = report["nll"]["improvement"]
+    table.add_row("improvement", f"{better['nll']:.3f}", f"{better['ci95'][0]:.3f} – {better['ci95'][1]:.3f}", "")
+    console.print(table)
+    console.print(report["verdict"], style="bold")
+    console.print(f"report: {done.path / 'report.html'} (and report.json); recorded in {done.path.parent / 'manifest.json'}")
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -194,6 +216,32 @@ def rm(run: str, out: Path, force: bool, cache: bool, host: str | None) -> None:
     """Remove RUN's container and volumes (never the model cache unless --cache)."""
     for item in runs.remove(host, run, out, force=force, cache=cache):
         console.print(f"removed {item}")
+
+
+@cli.command(name="eval")
+@click.argument("run")
+@out_option
+@click.option("--heldout", type=click.Path(dir_okay=False, path_type=Path),
+              help="Held-out conversations (JSON Lines).  [default: the heldout.jsonl beside the run's dataset]")
+@click.option("--samples", default=20, show_default=True, help="Held-out conversations to reply to, side by side.")
+@click.option("--seed", default=0, show_default=True, help="Seed of the sampled replies and of the bootstrap.")
+@click.option("--image", help="Image to evaluate in.  [default: the run's]")
+@host_option
+@click.option("--gpus", help="all, a count, device ids or none.  [default: the run's]")
+@click.option("--env", "env", multiple=True, metavar="NAME", help="Pass this variable from your shell, by name; repeatable.")
+@click.option("--force", is_flag=True, help="Replace an earlier eval of the run.")
+def evaluate(run: str, out: Path, heldout: Path | None, samples: int, seed: int, image: str | None, host: str | None,
+             gpus: str | None, env: tuple[str, ...], force: bool) -> None:
+    """Is RUN you? Its held-out loss against the base model's, replies side by side, style; writes
+    OUT/<run-id>/eval/report.html and report.json.
+
+    \b
+    Examples:
+      chatlike-runner eval 20261130-101500-3fa2
+      chatlike-runner eval 20261130 --gpus all --samples 50
+    """
+    _show(jobs.evaluate(out, run, heldout=heldout, image=image, host=host, gpus=gpus, env=env, samples=samples,
+                        seed=seed, force=force))
 
 
 @cli.command(name="ls")

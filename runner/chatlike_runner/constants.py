@@ -18,6 +18,8 @@ CACHE_DIR = "/chatlike/cache"
 CONFIG_NAME = "config.yml"
 ORIGINAL_CONFIG_NAME = "config.original.yml"
 INPUT_SUMS = "SHA256SUMS"  # sha256 of every staged file, written last into the input volume
+JOB_RUN_DIR = "run"  # a job's input volume: the run's published folder, and the held-out set
+JOB_HELDOUT = "data/heldout.jsonl"
 
 # Docker objects carry these labels so the runner finds its own and nothing else.
 LABEL_RUN = "org.chatlike.run"
@@ -28,6 +30,8 @@ LABEL_MIN_DRIVER = "org.chatlike.min-driver"  # on the training image: the oldes
 ROLE_TRAIN = "train"
 ROLE_PROBE = "gpu-probe"
 ROLE_VALIDATE = "validate"
+ROLE_EVAL = "eval"
+JOB_KINDS = (ROLE_EVAL,)  # each writes OUT/<run-id>/<kind>/
 
 # One model cache per Docker host, shared by every run, so a base model downloads once.
 CACHE_VOLUME = "chatlike-hf-cache"
@@ -47,6 +51,9 @@ CONTAINER_ENV = {
     "NVIDIA_DRIVER_CAPABILITIES": "compute,utility",
     "PYTHONUNBUFFERED": "1",
 }
+
+# The exit code after Ctrl-C (128 + SIGINT), as a shell gives it.
+INTERRUPTED_EXIT = 130
 
 # Seconds between SIGTERM and SIGKILL when a run is stopped: long enough to save a checkpoint.
 STOP_TIMEOUT = 120

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 
 @dataclass(frozen=True)
@@ -39,4 +40,15 @@ class Outcome:
     smoke: bool = False  # a CPU smoke run (`start --smoke`)
 
 
-Event = Note | Following | Log | Outcome
+@dataclass(frozen=True)
+class JobDone:
+    """A job on a run (eval) ended well: its output is in `path`, OUT/<run-id>/<kind>/."""
+
+    run_id: str
+    kind: str
+    path: Path
+    image_id: str
+    report: dict[str, Any] | None = None  # eval: report.json
+
+
+Event = Note | Following | Log | Outcome | JobDone

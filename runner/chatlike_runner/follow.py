@@ -13,30 +13,47 @@ import signal
 import threading
 import time
 from collections.abc import Generator, Iterator
+from typing import Any
 
 from .engine import Engine, Run
 from .events import Log
 from .progress import Redactor, lines
 
 LINGER = 3.0  # seconds the log stream may stay open after the container exited
+CLEANING_UP = "still cleaning up: the run is being stopped and its outputs saved"
 
 
-def follow(engine: Engine, run: Run, redact: Redactor, notice: str) -> Generator[Log, None, bool]:
-    """Yield the log's lines until the container exits (returns False) or Ctrl-C is pressed (True).
+class CtrlC:
+    """Ctrl-C as a request, from the moment a run or job is started until its clean-up is done: the first press
+    is noted (and closes the log stream being followed, if any); later ones write `notice` to stderr and do
+    nothing else, so the clean-up that follows cannot be cut short."""
 
-    Ctrl-C only ends the following; the caller stops the run. From then on a further Ctrl-C
-    writes `notice` to stderr and does nothing else, so the clean-up that follows cannot be cut short.
-    """
-    stream = engine.logs(run, follow=True)
-    interrupted = threading.Event()
+    def __init__(self, notice: str = CLEANING_UP) -> None:
+        self.notice = notice
+        self.pressed = threading.Event()
+        self.stream: Any = None
 
-    def on_ctrl_c(*_: object) -> None:
-        if interrupted.is_set():
-            os.write(2, f"\n{notice}\n".encode())  # in a signal handler: no buffered print
+    def __enter__(self) -> CtrlC:
+        self._previous = signal.signal(signal.SIGINT, self._handle)
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        signal.signal(signal.SIGINT, self._previous)
+
+    def _handle(self, *_: object) -> None:
+        if self.pressed.is_set():
+            os.write(2, f"\n{self.notice}\n".encode())  # in a signal handler: no buffered print
             return
-        interrupted.set()
+        self.pressed.set()
         with contextlib.suppress(Exception):
-            stream.close()
+            if self.stream is not None:
+                self.stream.close()
+
+
+def follow(engine: Engine, run: Run, redact: Redactor, ctrl_c: CtrlC) -> Generator[Log, None, bool]:
+    """Yield the log's lines until the container exits (returns False) or Ctrl-C is pressed (True; the caller
+    stops the run)."""
+    stream = ctrl_c.stream = engine.logs(run, follow=True)
 
     def close_after_exit() -> None:
         with contextlib.suppress(Exception):
@@ -44,16 +61,13 @@ def follow(engine: Engine, run: Run, redact: Redactor, notice: str) -> Generator
             time.sleep(LINGER)
             stream.close()
 
-    previous = signal.signal(signal.SIGINT, on_ctrl_c)
     threading.Thread(target=close_after_exit, daemon=True).start()
-    try:
+    if not ctrl_c.pressed.is_set():
         with contextlib.suppress(OSError, ValueError):  # the stream closed under us by Ctrl-C
             for line in lines(stream):
                 yield Log(redact(line))
-    finally:
-        if not interrupted.is_set():
-            signal.signal(signal.SIGINT, previous)
-    return interrupted.is_set()
+    ctrl_c.stream = None
+    return ctrl_c.pressed.is_set()
 
 
 @contextlib.contextmanager

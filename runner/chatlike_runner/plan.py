@@ -36,8 +36,33 @@ class StagedPath:
         return f"{c.INPUT_DIR}/{self.name}"
 
 
+class _Container:
+    """The names of a plan's container and volumes, all made from its `key` (a run's id, or a job's)."""
+
+    @property
+    def key(self) -> str:
+        raise NotImplementedError
+
+    @property
+    def container_name(self) -> str:
+        return f"chatlike-{self.key}"
+
+    @property
+    def input_volume(self) -> str:
+        return f"chatlike-{self.key}-input"
+
+    @property
+    def output_volume(self) -> str:
+        return f"chatlike-{self.key}-output"
+
+    @property
+    def volumes(self) -> dict[str, str]:
+        """Volume name -> mount point in the container."""
+        return {self.input_volume: c.INPUT_DIR, self.output_volume: c.OUTPUT_DIR, c.CACHE_VOLUME: c.CACHE_DIR}
+
+
 @dataclass(frozen=True)
-class RunPlan:
+class RunPlan(_Container):
     """Everything the engine needs to start, follow and collect one run."""
 
     run_id: str
@@ -56,17 +81,11 @@ class RunPlan:
     validate: bool = True  # run `chatlike-train validate` in the image before training
     smoke: bool = False  # the CPU smoke run (`start --smoke`)
 
-    @property
-    def container_name(self) -> str:
-        return f"chatlike-{self.run_id}"
+    role = c.ROLE_TRAIN
 
     @property
-    def input_volume(self) -> str:
-        return f"chatlike-{self.run_id}-input"
-
-    @property
-    def output_volume(self) -> str:
-        return f"chatlike-{self.run_id}-output"
+    def key(self) -> str:
+        return self.run_id
 
     @property
     def command(self) -> tuple[str, ...]:
@@ -75,15 +94,6 @@ class RunPlan:
     @property
     def validate_command(self) -> tuple[str, ...]:
         return ("chatlike-train", "validate", f"{c.INPUT_DIR}/{c.CONFIG_NAME}")
-
-    @property
-    def volumes(self) -> dict[str, str]:
-        """Volume name -> mount point in the container."""
-        return {
-            self.input_volume: c.INPUT_DIR,
-            self.output_volume: c.OUTPUT_DIR,
-            c.CACHE_VOLUME: c.CACHE_DIR,
-        }
 
     def flags(self) -> dict:
         """The choices that shaped this run, safe to print, label and save (no secret values)."""
@@ -105,12 +115,53 @@ class RunPlan:
             "command": list(self.command),
         }
 
-    def labels(self, role: str = c.ROLE_TRAIN) -> dict[str, str]:
+    def labels(self, role: str | None = None) -> dict[str, str]:
         return {
             c.LABEL_RUN: self.run_id,
-            c.LABEL_ROLE: role,
+            c.LABEL_ROLE: role or self.role,
             c.LABEL_PLAN: json.dumps(self.flags(), sort_keys=True),
         }
+
+
+@dataclass(frozen=True)
+class JobPlan(_Container):
+    """A job on a finished run (`eval`): a container of the run's image that reads the run's published folder and
+    a held-out set, staged into its input volume, and writes a folder of its own, OUT/<run-id>/<kind>/."""
+
+    run_id: str
+    kind: str  # the chatlike-train command, and the folder the job's output lands in
+    stamp: str  # makes the job's container and volumes its own
+    image: str
+    host: str | None
+    run_dir: Path  # OUT/<run-id>
+    heldout: Path
+    gpus: GpuRequest
+    env_names: tuple[str, ...]
+    options: tuple[str, ...] = ()  # the command's own options
+    shm_size: int | None = None
+    memory: int | None = None
+    ulimits: tuple[Ulimit, ...] = ()
+
+    @property
+    def job_id(self) -> str:
+        return f"{self.run_id}-{self.kind}-{self.stamp}"
+
+    @property
+    def key(self) -> str:
+        return self.job_id
+
+    @property
+    def role(self) -> str:
+        return self.kind
+
+    @property
+    def command(self) -> tuple[str, ...]:
+        return ("chatlike-train", self.kind, f"{c.INPUT_DIR}/{c.JOB_RUN_DIR}", f"{c.INPUT_DIR}/{c.JOB_HELDOUT}",
+                c.OUTPUT_DIR, *self.options)
+
+    def labels(self, role: str | None = None) -> dict[str, str]:
+        """The job's container and volumes carry its own id, so that removing them never touches the run's."""
+        return {c.LABEL_RUN: self.job_id, c.LABEL_ROLE: role or self.role}
 
 
 def new_run_id(now: float | None = None) -> str:
@@ -270,21 +321,21 @@ def device_request(gpus: GpuRequest) -> dict[str, Any]:
     return {"driver": "", "count": gpus.count, "capabilities": [["gpu"]]}
 
 
-def container_options(plan: RunPlan, role: str = c.ROLE_TRAIN) -> dict[str, Any]:
-    """The container a plan asks for, as docker-py's `containers.create` options: the training container
-    (role train), or the one that validates its config and data first (role validate: no name, no GPUs).
+def container_options(plan: RunPlan | JobPlan, validate: bool = False) -> dict[str, Any]:
+    """The container a plan asks for, as docker-py's `containers.create` options: the run's (or the job's) own,
+    or, with `validate`, the one that checks a run's config and data first (no name, no GPUs).
 
     Environment values of None are the names passed from the runner's environment: the engine module
     reads them at the last moment, so no secret value is ever part of a plan.
     """
-    training = role == c.ROLE_TRAIN
+    own = not validate
     return {
-        "command": list(plan.command if training else plan.validate_command),
-        "name": plan.container_name if training else None,
-        "labels": plan.labels(role),
+        "command": list(plan.command if own else plan.validate_command),
+        "name": plan.container_name if own else None,
+        "labels": plan.labels(None if own else c.ROLE_VALIDATE),
         "environment": {**c.CONTAINER_ENV, **dict.fromkeys(plan.env_names)},
         "volumes": {name: {"bind": path, "mode": "rw"} for name, path in plan.volumes.items()},
-        "device_requests": [device_request(plan.gpus)] if training and plan.gpus.wanted else None,
+        "device_requests": [device_request(plan.gpus)] if own and plan.gpus.wanted else None,
         "ipc_mode": "host" if plan.shm_size is None else "shareable",
         "shm_size": plan.shm_size,
         "mem_limit": plan.memory,

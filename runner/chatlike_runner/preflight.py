@@ -212,7 +212,7 @@ def for_gpu_build(host: str | None) -> Engine:
 
 def validate(engine: Engine, plan: RunPlan, image_id: str) -> None:
     """`chatlike-train validate` on the staged config and data, before training starts."""
-    status, output = engine.run_once("validating the config", image_id, container_options(plan, c.ROLE_VALIDATE))
+    status, output = engine.run_once("validating the config", image_id, container_options(plan, validate=True))
     if status != 0:
         lines = [line for line in output.splitlines() if line.strip()]
         reason = lines[-1].removeprefix("chatlike-train: ") if lines else f"exit {status}"

@@ -16,7 +16,7 @@ from . import constants as c
 # The Trainer's own bar has no description: "  45%|████▌     | 45/100 [00:12<00:15,  3.60it/s]".
 _BAR = re.compile(r"^\s*\d+%\|[^|]*\|\s*(\d+)/(\d+)\s*\[([0-9:]+)<([0-9:]+|\?)")
 # Its log dicts: "{'loss': 1.23, 'grad_norm': 0.5, 'learning_rate': 0.0002, 'epoch': 0.5}" (values may be quoted).
-_METRIC = re.compile(r"['\"](loss|eval_loss|learning_rate|epoch)['\"]\s*:\s*['\"]?([-+]?(?:\d+\.?\d*(?:[eE][-+]?\d+)?|nan|inf))")
+METRIC = re.compile(r"['\"](loss|eval_loss|learning_rate|epoch)['\"]\s*:\s*['\"]?([-+]?(?:\d+\.?\d*(?:[eE][-+]?\d+)?|nan|inf))")
 
 
 @dataclass
@@ -38,7 +38,7 @@ class TrainingState:
                 self.step, self.total = step, total
                 self.eta = None if bar.group(4) == "?" else bar.group(4)
             return True
-        for name, value in _METRIC.findall(line):
+        for name, value in METRIC.findall(line):
             self.metrics[name] = float(value)
         return False
 

@@ -17,14 +17,12 @@ from .collect import collect
 from .engine import Engine, Run
 from .errors import ChatlikeError
 from .events import Event, Following, Note, Outcome
-from .follow import follow
+from .follow import CtrlC, follow
 from .launch import launch
 from .plan import RunPlan, replan
 from .progress import redactor
 
 OOM_EXIT = 137
-INTERRUPTED_EXIT = 130
-CLEANING_UP = "still cleaning up: the run is being stopped and its outputs saved"
 
 
 def start(plan: RunPlan, stop_timeout: int = c.STOP_TIMEOUT) -> Iterator[Event]:
@@ -37,11 +35,12 @@ def start(plan: RunPlan, stop_timeout: int = c.STOP_TIMEOUT) -> Iterator[Event]:
     engine = (yield from _build_if_missing(plan, "cpu")) if smoke_build else None
     engine, image = preflight.for_run(plan, engine)
     run = yield from launch(engine, plan, image)
-    yield Note(f"run {plan.run_id} started on {engine.url}")
-    if plan.detach:
-        yield Outcome(plan.run_id, 0, "running", smoke=plan.smoke)
-        return
-    yield from follow_and_collect(engine, run, plan.out_dir, stop_timeout)
+    with CtrlC() as ctrl_c:  # from here on a Ctrl-C stops the started run gracefully
+        yield Note(f"run {plan.run_id} started on {engine.url}")
+        if plan.detach:
+            yield Outcome(plan.run_id, 0, "running", smoke=plan.smoke)
+            return
+        yield from follow_and_collect(engine, run, plan.out_dir, ctrl_c, stop_timeout)
 
 
 def _build_if_missing(plan: RunPlan, flavor: str) -> Generator[Note, None, Engine | None]:
@@ -58,16 +57,18 @@ def _build_if_missing(plan: RunPlan, flavor: str) -> Generator[Note, None, Engin
     return engine
 
 
-def follow_and_collect(engine: Engine, run: Run, out_dir: Path, stop_timeout: int = c.STOP_TIMEOUT) -> Iterator[Event]:
-    """Follow a run to its end and copy its outputs home; Ctrl-C stops it cleanly first."""
+def follow_and_collect(engine: Engine, run: Run, out_dir: Path, ctrl_c: CtrlC,
+                       stop_timeout: int = c.STOP_TIMEOUT) -> Iterator[Event]:
+    """Follow a run to its end and copy its outputs home; Ctrl-C (from when `ctrl_c` was installed) stops it
+    cleanly first."""
     yield Following(run.id)
-    interrupted = yield from follow(engine, run, redactor(run.flags.get("env", [])), CLEANING_UP)
+    interrupted = yield from follow(engine, run, redactor(run.flags.get("env", [])), ctrl_c)
     if interrupted:
         yield Note(f"stopping run {run.id} (up to {stop_timeout}s for it to save)...", warning=True)
         engine.stop(run, stop_timeout)
         path = collect(engine, run, out_dir)
         engine.remove_run(run.id)
-        yield Outcome(run.id, INTERRUPTED_EXIT, "stopped", path, bool(run.flags.get("smoke")))
+        yield Outcome(run.id, c.INTERRUPTED_EXIT, "stopped", path, bool(run.flags.get("smoke")))
         return
     path = collect(engine, run, out_dir)
     yield _outcome(engine.refresh(run), path)
@@ -96,9 +97,10 @@ def resume(host: str | None, ref: str, out_dir: Path, stop_timeout: int = c.STOP
         if run.status == "succeeded":
             raise ChatlikeError(f"run {run.id} has finished: there is nothing to resume; start a new run")
         _refuse_if_final(out_dir, run.id)
-        engine.start(run)
-        yield Note(f"run {run.id} resumed on {engine.url}")
-        yield from follow_and_collect(engine, run, out_dir, stop_timeout)
+        with CtrlC() as ctrl_c:
+            engine.start(run)
+            yield Note(f"run {run.id} resumed on {engine.url}")
+            yield from follow_and_collect(engine, run, out_dir, ctrl_c, stop_timeout)
         return
     partial = _partial(out_dir, ref)
     try:
@@ -111,8 +113,9 @@ def resume(host: str | None, ref: str, out_dir: Path, stop_timeout: int = c.STOP
     engine, image = preflight.for_run(plan, engine)
     expected = {**record.get("dataset_sha256", {}), c.ORIGINAL_CONFIG_NAME: record.get("config_sha256")}
     run = yield from launch(engine, plan, image, earlier=partial, expected=expected)
-    yield Note(f"run {run_id} resumed on {engine.url} from {partial}")
-    yield from follow_and_collect(engine, run, out_dir, stop_timeout)
+    with CtrlC() as ctrl_c:
+        yield Note(f"run {run_id} resumed on {engine.url} from {partial}")
+        yield from follow_and_collect(engine, run, out_dir, ctrl_c, stop_timeout)
 
 
 def _refuse_if_final(out_dir: Path, run_id: str) -> None:
@@ -134,7 +137,9 @@ def _partial(out_dir: Path, ref: str) -> Path:
 def attach(host: str | None, ref: str, out_dir: Path) -> Iterator[Event]:
     """Follow a run again (after --detach or a lost connection) and collect it when it ends."""
     engine = Engine.connect(host)
-    yield from follow_and_collect(engine, engine.run(ref), out_dir)
+    run = engine.run(ref)
+    with CtrlC() as ctrl_c:
+        yield from follow_and_collect(engine, run, out_dir, ctrl_c)
 
 
 def fetch(host: str | None, ref: str, out_dir: Path) -> Outcome:

@@ -15,7 +15,7 @@ from pathlib import Path
 
 from . import constants as c
 from .errors import ChatlikeError
-from .plan import RunPlan
+from .plan import JobPlan, RunPlan
 
 CHUNK = 1 << 20
 BLOCK = tarfile.BLOCKSIZE
@@ -66,6 +66,14 @@ def _tree(
             yield from _tree(child_name, child, digests, owner, skip)
 
 
+def _sums(digests: dict[str, str]) -> Iterator[bytes]:
+    """SHA256SUMS of what was staged, then the archive's end."""
+    sums = "".join(f"{digest}  {name}\n" for name, digest in sorted(digests.items())).encode("utf-8")
+    yield _header(c.INPUT_SUMS, size=len(sums))
+    yield sums + _padding(len(sums))
+    yield b"\0" * (2 * BLOCK)
+
+
 def input_archive(plan: RunPlan, digests: dict[str, str]) -> Iterator[bytes]:
     """The input volume's content: config.yml, the original config, the data and SHA256SUMS.
 
@@ -80,10 +88,19 @@ def input_archive(plan: RunPlan, digests: dict[str, str]) -> Iterator[bytes]:
         yield _header("data", directory=True)
     for entry in plan.data:
         yield from _tree(entry.name, entry.host_path, digests)
-    sums = "".join(f"{digest}  {name}\n" for name, digest in sorted(digests.items())).encode("utf-8")
-    yield _header(c.INPUT_SUMS, size=len(sums))
-    yield sums + _padding(len(sums))
-    yield b"\0" * (2 * BLOCK)
+    yield from _sums(digests)
+
+
+def job_archive(plan: JobPlan, digests: dict[str, str]) -> Iterator[bytes]:
+    """A job's input volume: the run's published folder without its checkpoints and earlier jobs' folders
+    (the adapter, configs, tokenizer, logs and manifest are what a job reads), and the held-out set."""
+    yield _header(c.JOB_RUN_DIR, directory=True)
+    for child in sorted(plan.run_dir.iterdir()):
+        if not (child.name.startswith((".", "checkpoint-")) or child.name in c.JOB_KINDS):
+            yield from _tree(f"{c.JOB_RUN_DIR}/{child.name}", child, digests)
+    yield _header(c.JOB_HELDOUT.split("/")[0], directory=True)
+    yield from _file(c.JOB_HELDOUT, plan.heldout, digests)
+    yield from _sums(digests)
 
 
 

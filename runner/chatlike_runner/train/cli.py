@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import sys
 from pathlib import Path
@@ -64,6 +65,33 @@ def run(config_path: Path) -> None:
         _say(f"stopped by {outcome.stopped_by}; latest checkpoint: {ended['latest_checkpoint']}", log_path)
     _say(f"exit {outcome.exit_code}; outputs in {output_dir}", log_path)
     sys.exit(outcome.exit_code)
+
+
+@main.command("eval")
+@click.argument("run_dir", metavar="RUN_DIR", type=click.Path(path_type=Path, file_okay=False))
+@click.argument("heldout", metavar="HELDOUT", type=click.Path(path_type=Path, dir_okay=False))
+@click.argument("out_dir", metavar="OUT_DIR", type=click.Path(path_type=Path, file_okay=False))
+@click.option("--samples", default=20, show_default=True, help="Held-out conversations to reply to side by side.")
+@click.option("--seed", default=0, show_default=True, help="Seed of the bootstrap and of the sampled replies.")
+@click.option("--max-new-tokens", default=128, show_default=True, help="Longest reply generated.")
+@click.option("--base-model", help="Load this base model instead of the run's (a local copy of the same one).")
+def evaluate(run_dir: Path, heldout: Path, out_dir: Path, samples: int, seed: int, max_new_tokens: int,
+             base_model: str | None) -> None:
+    """Score HELDOUT with the run in RUN_DIR (its outputs: adapter, train-config.yml, logs) and with its base
+    model; write report.json and report.html to OUT_DIR."""
+    from .evaluate import evaluate as run
+    from .report import html
+    from .tuned import load
+    from .validate import quiet
+
+    with quiet():
+        tuned = load(run_dir, base_model)
+    report = run(tuned, run_dir, heldout, samples=samples, seed=seed, max_new_tokens=max_new_tokens,
+                 say=lambda line: click.echo(f"chatlike-train: {line}"))
+    out_dir.mkdir(parents=True, exist_ok=True)
+    (out_dir / "report.json").write_text(json.dumps(report, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
+    (out_dir / "report.html").write_text(html(run_dir.name, report), encoding="utf-8")
+    click.echo(f"chatlike-train: {report['verdict']}")
 
 
 @main.command("tiny-model")

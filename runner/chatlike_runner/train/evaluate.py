@@ -1,0 +1,208 @@
+"""chatlike-train eval: is the tuned model you? Held-out loss of base and tuned, replies side by side, style.
+
+One model load: the tuned model scores and replies; the same model with its adapter switched off is the base.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+import re
+import statistics
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+from ..progress import METRIC
+from .errors import TrainError
+from .tuned import Tuned, tokenized
+
+BOOTSTRAP = 1000
+_EMOJI = r"[\U0001F000-\U0001FAFF\u2600-\u27BF\u2B00-\u2BFF\uFE0F]"
+_SCRIPTS = {"latin": r"[A-Za-z\u00C0-\u024F]", "cyrillic": r"[\u0400-\u04FF]"}
+
+
+def _now(number: int, total: int) -> bool:
+    """Whether to report progress at `number` of `total`: about every 5%, and at the end."""
+    return number == total or number % max(1, total // 20) == 0
+
+
+def read_heldout(path: Path) -> list[dict]:
+    """The held-out conversations, one JSON object per line (TrainError when there are none)."""
+    try:
+        lines = [line for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
+        rows = [json.loads(line) for line in lines]
+    except (OSError, ValueError) as exc:
+        raise TrainError(f"held-out file {path} cannot be read ({exc}); write it with `chatlike-runner prepare`") from None
+    if not rows:
+        raise TrainError(f"held-out file {path} is empty: nothing to evaluate on; prepare with --heldout-share above 0")
+    return rows
+
+
+def token_nll(model: Any, ids: Sequence[int], labels: Sequence[int], device: str) -> list[float]:
+    """Negative log-likelihood of each labelled token (labels != -100) given the tokens before it."""
+    import torch
+
+    with torch.inference_mode():
+        logits = model(input_ids=torch.tensor([list(ids)], device=device)).logits[0, :-1].float()
+        targets = torch.tensor(list(labels[1:]), device=device)
+        mask = targets != -100
+        picked = torch.log_softmax(logits[mask], dim=-1).gather(1, targets[mask].unsqueeze(1)).squeeze(1)
+    return (-picked).tolist()
+
+
+def replies(labels: Sequence[int]) -> list[tuple[int, int]]:
+    """(start, end) positions in the shifted labels of each labelled span: one per reply of yours."""
+    spans, start = [], None
+    for position, label in enumerate(labels[1:]):
+        if label != -100 and start is None:
+            start = position
+        elif label == -100 and start is not None:
+            spans.append((start, position))
+            start = None
+    if start is not None:
+        spans.append((start, len(labels) - 1))
+    return spans
+
+
+def score(tuned: Tuned, samples: list[tuple[list[int], list[int]]], say: Callable[[str], None]) -> list[dict]:
+    """Per conversation and per reply: tokens and summed NLL, tuned and base."""
+    scored = []
+    for number, (ids, labels) in enumerate(samples, 1):
+        tuned_nll = token_nll(tuned.model, ids, labels, tuned.device)
+        with tuned.model.disable_adapter():
+            base_nll = token_nll(tuned.model, ids, labels, tuned.device)
+        offset, per_reply = 0, []
+        for start, end in replies(labels):
+            count = end - start
+            per_reply.append({"tokens": count, "tuned_nll": sum(tuned_nll[offset:offset + count]),
+                              "base_nll": sum(base_nll[offset:offset + count])})
+            offset += count
+        scored.append({"tokens": len(tuned_nll), "tuned_nll": sum(tuned_nll), "base_nll": sum(base_nll),
+                       "replies": per_reply})
+        if _now(number, len(samples)):
+            say(f"scoring {number}/{len(samples)} held-out conversations")
+    return scored
+
+
+def bootstrap(scored: list[dict], seed: int, rounds: int = BOOTSTRAP) -> dict[str, Any]:
+    """Mean per-token NLL of tuned and base, their difference, and 95% intervals by resampling conversations."""
+    import numpy as np
+
+    tokens = np.array([s["tokens"] for s in scored], dtype=float)
+    tuned = np.array([s["tuned_nll"] for s in scored])
+    base = np.array([s["base_nll"] for s in scored])
+    picks = np.random.default_rng(seed).integers(0, len(scored), size=(rounds, len(scored)))
+    counts = tokens[picks].sum(axis=1)
+    draws = {"tuned": tuned[picks].sum(axis=1) / counts, "base": base[picks].sum(axis=1) / counts}
+    draws["improvement"] = draws["base"] - draws["tuned"]
+    means = {"tuned": tuned.sum() / tokens.sum(), "base": base.sum() / tokens.sum()}
+    means["improvement"] = means["base"] - means["tuned"]
+    result = {}
+    for name, mean in means.items():
+        low, high = np.percentile(draws[name], [2.5, 97.5])
+        result[name] = {"nll": float(mean), "ci95": [float(low), float(high)]}
+        if name != "improvement":
+            result[name]["perplexity"] = math.exp(float(mean))
+    return result
+
+
+def generate(tuned: Tuned, messages: list[dict[str, str]], seed: int, max_new_tokens: int,
+             temperature: float = 0.7) -> str:
+    """A reply of the model (as it is: adapter on or off) to `messages`, sampled with a fixed seed."""
+    import torch
+
+    prompt = torch.tensor([tuned.prompt(messages)], device=tuned.device)
+    torch.manual_seed(seed)
+    with torch.inference_mode():
+        out = tuned.model.generate(input_ids=prompt, attention_mask=torch.ones_like(prompt), do_sample=True,
+                                   temperature=temperature, top_p=0.9, max_new_tokens=max_new_tokens,
+                                   eos_token_id=tuned.stop_ids, pad_token_id=tuned.tokenizer.pad_token_id)
+    return tuned.tokenizer.decode(out[0, prompt.shape[1]:], skip_special_tokens=True).strip()
+
+
+def side_by_side(tuned: Tuned, rows: list[dict], count: int, seed: int, max_new_tokens: int,
+                 say: Callable[[str], None]) -> list[dict]:
+    """For the first `count` held-out conversations: the context, your real last reply, and the tuned and the
+    base model's replies to the same context with the same seed."""
+    chosen = []
+    for row in rows:
+        messages = row.get("messages") or []
+        last = max((i for i, m in enumerate(messages) if m.get("role") == "assistant"), default=None)
+        if last:
+            chosen.append((messages[:last], messages[last]["content"]))
+        if len(chosen) == count:
+            break
+    pairs = []
+    for number, (context, real) in enumerate(chosen, 1):
+        reply = generate(tuned, context, seed + number, max_new_tokens)
+        with tuned.model.disable_adapter():
+            base = generate(tuned, context, seed + number, max_new_tokens)
+        pairs.append({"context": context, "real": real, "tuned": reply, "base": base})
+        if _now(number, len(chosen)):
+            say(f"replying {number}/{len(chosen)} side by side")
+    return pairs
+
+
+def style(texts: Sequence[str]) -> dict[str, float | None]:
+    """Reply length, emoji and question rates, and the share of letters in each script."""
+    if not texts:
+        return {"replies": 0, "chars_mean": None, "chars_median": None, "emoji_rate": None, "question_rate": None}
+    letters = [ch for text in texts for ch in text if ch.isalpha()]
+    shares = {name: (sum(1 for ch in letters if re.match(pattern, ch)) / len(letters) if letters else 0.0)
+              for name, pattern in _SCRIPTS.items()}
+    return {
+        "replies": len(texts),
+        "chars_mean": statistics.fmean(len(t) for t in texts),
+        "chars_median": statistics.median(len(t) for t in texts),
+        "emoji_rate": sum(1 for t in texts if re.search(_EMOJI, t)) / len(texts),
+        "question_rate": sum(1 for t in texts if "?" in t) / len(texts),
+        **{f"script_{name}": share for name, share in shares.items()},
+        "script_other": 1.0 - sum(shares.values()) if letters else 0.0,
+    }
+
+
+def training_curve(log: Path, logging_steps: int) -> list[dict[str, float]]:
+    """Loss (and eval loss) against step, from the run's log: the Trainer logs its loss every
+    `logging_steps` optimizer steps (a resumed run's log goes on where the stopped one ended)."""
+    if not log.is_file():
+        return []
+    points, logged = [], 0
+    for line in log.read_text(encoding="utf-8", errors="replace").splitlines():
+        found = dict(METRIC.findall(line))
+        if "loss" in found:
+            logged += 1
+            points.append({"step": logged * logging_steps, "loss": float(found["loss"])})
+        if "eval_loss" in found:
+            points.append({"step": logged * logging_steps, "eval_loss": float(found["eval_loss"])})
+    return points
+
+
+def evaluate(tuned: Tuned, run_dir: Path, heldout: Path, *, samples: int, seed: int, max_new_tokens: int,
+             say: Callable[[str], None]) -> dict[str, Any]:
+    """The whole report, as report.json holds it."""
+    rows = read_heldout(heldout)
+    kept, too_long = tokenized(tuned.cfg, tuned.tokenizer, rows)
+    if not kept:
+        raise TrainError(f"no held-out conversation of {heldout} fits sequence_len {tuned.cfg.sequence_len} "
+                         "with a reply of yours in it: nothing to score")
+    scored = score(tuned, kept, say)
+    nll = bootstrap(scored, seed)
+    pairs = side_by_side(tuned, rows, samples, seed, max_new_tokens, say)
+    reply_count = sum(len(s["replies"]) for s in scored)
+    return {
+        "verdict": (f"tuned NLL {nll['tuned']['nll']:.2f} vs base {nll['base']['nll']:.2f} "
+                    f"on {reply_count} held-out replies"),
+        "heldout": {"path": str(heldout), "sha256": hashlib.sha256(heldout.read_bytes()).hexdigest(),
+                    "conversations": len(rows), "scored": len(kept), "too_long": too_long, "replies": reply_count,
+                    "tokens": sum(s["tokens"] for s in scored)},
+        "nll": nll,
+        "conversations": scored,
+        "side_by_side": pairs,
+        "style": {name: style([p[name] for p in pairs]) for name in ("real", "tuned", "base")},
+        "training_curve": training_curve(run_dir / "logs" / "train.log", int(tuned.cfg.logging_steps or 1)),
+        "settings": {"samples": samples, "seed": seed, "max_new_tokens": max_new_tokens, "temperature": 0.7,
+                     "top_p": 0.9, "bootstrap": BOOTSTRAP, "device": tuned.device, "base_model": tuned.cfg.base_model,
+                     "load_in_4bit": bool(tuned.cfg.load_in_4bit and tuned.device == "cuda")},
+    }

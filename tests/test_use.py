@@ -1,0 +1,149 @@
+"""Using a trained run: `eval` on a real CPU smoke run (real Axolotl, the tiny model) in the CPU image, and its
+report opened in a real headless browser."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import subprocess
+import time
+from pathlib import Path
+
+import pytest
+
+from conftest import need, runner_cmd, started_run
+
+pytestmark = pytest.mark.engine
+CHROMIUM, CHROMEDRIVER = Path("/usr/bin/chromium"), Path("/usr/bin/chromedriver")
+
+
+def run_cli(project: Path, *args: str, timeout: float = 900) -> subprocess.CompletedProcess:
+    return subprocess.run(runner_cmd(*args), cwd=project, capture_output=True, text=True, timeout=timeout,
+                          env={**os.environ, "HOME": str(project)})
+
+
+@pytest.fixture(scope="module")
+def trained(cpu_image, tmp_path_factory) -> tuple[Path, str]:
+    """A finished CPU smoke run that over-fits on purpose: its held-out set is part of its training set."""
+    project = tmp_path_factory.mktemp("use")
+    prepared = run_cli(project, "prepare", "-o", "example")
+    assert prepared.returncode == 0, prepared.stderr
+    rows = (project / "example" / "train.jsonl").read_text().splitlines()[:12]
+    (project / "data").mkdir()
+    (project / "data" / "train.jsonl").write_text("\n".join(rows * 6) + "\n")
+    (project / "data" / "heldout.jsonl").write_text("\n".join(rows) + "\n")
+    result = run_cli(project, "start", "--smoke", "--data", "data/train.jsonl")
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr
+    run_id = started_run(result.stdout)
+    assert f"next: `chatlike-runner eval {run_id}`" in result.stdout
+    return project, run_id
+
+
+@pytest.fixture(scope="module")
+def evaluated(trained) -> tuple[Path, str, subprocess.CompletedProcess]:
+    project, run_id = trained
+    return project, run_id, run_cli(project, "eval", run_id, "--samples", "3")
+
+
+def test_eval_scores_every_reply_and_the_overfit_run_beats_its_base(evaluated, docker_client):
+    project, run_id, result = evaluated
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr
+    out = project / "outputs" / run_id / "eval"
+    report = json.loads((out / "report.json").read_text())
+    heldout = [json.loads(line) for line in (project / "data" / "heldout.jsonl").read_text().splitlines()]
+    yours = sum(1 for row in heldout for m in row["messages"] if m["role"] == "assistant")
+    assert report["heldout"]["scored"] == len(report["conversations"]) == len(heldout) == 12
+    replies = [reply for conversation in report["conversations"] for reply in conversation["replies"]]
+    assert len(replies) == report["heldout"]["replies"] == yours
+    assert all(r["tokens"] > 0 and r["tuned_nll"] > 0 and r["base_nll"] > 0 for r in replies)
+    tuned, base = report["nll"]["tuned"], report["nll"]["base"]
+    assert tuned["ci95"][0] <= tuned["nll"] <= tuned["ci95"][1]
+    assert tuned["nll"] < base["nll"] and report["nll"]["improvement"]["ci95"][0] > 0, report["nll"]
+    assert len(report["side_by_side"]) == 3 and all(p["real"] for p in report["side_by_side"])
+    assert set(report["style"]) == {"real", "tuned", "base"} and report["training_curve"][-1]["step"] == 10
+    assert report["verdict"] in result.stdout and f"{out / 'report.html'}" in result.stdout
+    manifest = json.loads((project / "outputs" / run_id / "manifest.json").read_text())
+    (entry,) = manifest["evals"]
+    assert entry["verdict"] == report["verdict"] and entry["path"] == "eval/report.json"
+    assert not docker_client.containers.list(all=True, filters={"label": "org.chatlike.role=eval"})
+    assert not [volume.name for volume in docker_client.volumes.list() if "-eval-" in volume.name]
+
+
+def test_the_report_opens_in_a_headless_browser_with_its_plots_and_nothing_fetched(evaluated, tmp_path):
+    if not (CHROMIUM.exists() and CHROMEDRIVER.exists()):
+        need("Debian's chromium and chromium-driver are not installed")
+    from PIL import Image
+    from selenium import webdriver
+    from selenium.webdriver.chrome.service import Service
+    from selenium.webdriver.common.by import By
+
+    project, run_id, result = evaluated
+    assert result.returncode == 0, result.stderr
+    options = webdriver.ChromeOptions()
+    options.binary_location = str(CHROMIUM)
+    for flag in ("--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
+                 "--disable-component-update", "--disable-sync", "--no-first-run", "--window-size=1200,1800",
+                 f"--user-data-dir={tmp_path / 'profile'}"):
+        options.add_argument(flag)
+    options.set_capability("goog:loggingPrefs", {"browser": "ALL", "performance": "ALL"})
+    driver = webdriver.Chrome(options=options, service=Service(str(CHROMEDRIVER)))
+    try:
+        driver.get((project / "outputs" / run_id / "eval" / "report.html").as_uri())
+        assert "tuned NLL" in driver.find_element(By.CLASS_NAME, "verdict").text
+        errors = [entry for entry in driver.get_log("browser") if entry["level"] == "SEVERE"]
+        assert errors == []
+        for plot in ("nll-plot", "curve-plot"):
+            shot = tmp_path / f"{plot}.png"
+            driver.find_element(By.CSS_SELECTOR, f"#{plot} svg").screenshot(str(shot))
+            pixels = Image.open(shot).convert("L").tobytes()
+            drawn = sum(1 for value in pixels if value < 200)
+            assert drawn > 0.01 * len(pixels), f"{plot} looks blank ({drawn} of {len(pixels)} pixels drawn)"
+        requests = [json.loads(entry["message"])["message"] for entry in driver.get_log("performance")]
+        urls = [m["params"]["request"]["url"] for m in requests if m["method"] == "Network.requestWillBeSent"]
+        assert any(url.startswith("file:") and url.endswith("report.html") for url in urls), urls
+        assert not [url for url in urls if url.startswith(("http:", "https:", "ws:", "wss:", "ftp:"))]
+    finally:
+        driver.quit()
+
+
+def test_eval_bad_input_is_one_line_and_leaves_nothing(trained, leftovers):
+    project, run_id = trained
+    cases = [
+        (("eval", "20000101-000000-0000"), "no finished run '20000101-000000-0000'"),
+        (("eval", run_id), "eval already exists; pass --force"),
+        (("eval", run_id, "--force", "--heldout", "empty.jsonl"), "is empty: nothing to evaluate on"),
+        (("eval", run_id, "--force", "--heldout", "missing.jsonl"), "does not exist"),
+    ]
+    (project / "empty.jsonl").write_text("\n")
+    (project / "outputs" / run_id / "eval").mkdir(exist_ok=True)
+    for args, message in cases:
+        result = run_cli(project, *args)
+        assert result.returncode == 2, (args, result.stdout, result.stderr)
+        assert len(result.stderr.strip().splitlines()) == 1 and message in result.stderr, (args, result.stderr)
+        assert "Traceback" not in result.stderr
+    unfinished = project / "outputs" / "20261130-000000-beef"
+    shutil.copytree(project / "outputs" / run_id, unfinished, ignore=shutil.ignore_patterns("adapter_*"))
+    manifest = json.loads((unfinished / "manifest.json").read_text())
+    (unfinished / "manifest.json").write_text(json.dumps({**manifest, "run_id": unfinished.name}))
+    result = run_cli(project, "eval", unfinished.name)
+    assert result.returncode == 2 and "has no adapter" in result.stderr, result.stderr
+    assert leftovers() == []
+
+
+def test_ctrl_c_during_eval_leaves_no_container_or_volume(trained, leftovers):
+    project, run_id = trained
+    process = subprocess.Popen(runner_cmd("eval", run_id, "--force"), cwd=project, stdout=subprocess.PIPE,
+                               stderr=subprocess.STDOUT, text=True, env={**os.environ, "HOME": str(project)})
+    seen = ""
+    deadline = time.monotonic() + 120
+    while "eval of run" not in seen:
+        assert time.monotonic() < deadline and process.poll() is None, seen
+        seen += process.stdout.readline()
+    process.send_signal(signal.SIGINT)
+    output = seen + process.communicate(timeout=120)[0]
+    assert process.returncode == 130, output
+    assert "eval interrupted; nothing was written" in output and "Traceback" not in output
+    assert leftovers() == []
+    assert not list((project / "outputs" / run_id).glob(".eval.*")), "no half-written eval folder"

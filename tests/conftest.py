@@ -5,8 +5,10 @@ from __future__ import annotations
 import os
 import re
 import shutil
+import socket
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -15,6 +17,7 @@ from standin import image as standin
 from standin.image import BUSYBOX
 
 HERE = Path(__file__).parent
+SSHD = Path("/usr/sbin/sshd")
 IN_CI = os.environ.get("CI") == "true"
 
 
@@ -153,3 +156,42 @@ def cpu_image(docker_client) -> str:
     if build.returncode != 0:
         pytest.fail(f"the CPU image did not build:\n{build.stdout[-3000:]}\n{build.stderr[-3000:]}")
     return "chatlike/train:cpu"
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+@pytest.fixture
+def ssh_host(workdir, docker_client):
+    """An sshd on 127.0.0.1 that lets the test's own key in; yields its ssh:// URL."""
+    if os.geteuid() != 0:
+        need("the loopback sshd needs root")
+    if not SSHD.exists() or not shutil.which("ssh-keygen"):
+        need("openssh-server is not installed (apt-get install openssh-server)")
+    etc = workdir / "sshd"
+    etc.mkdir()
+    ssh_dir = Path(os.environ["HOME"]) / ".ssh"
+    ssh_dir.mkdir(mode=0o700)
+    subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", etc / "host_key"], check=True)
+    subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", ssh_dir / "id_ed25519"], check=True)
+    shutil.copy(ssh_dir / "id_ed25519.pub", etc / "authorized_keys")
+    port = _free_port()
+    (etc / "sshd_config").write_text(
+        f"Port {port}\nListenAddress 127.0.0.1\nHostKey {etc / 'host_key'}\nAuthorizedKeysFile {etc / 'authorized_keys'}\n"
+        f"PidFile {etc / 'sshd.pid'}\nPermitRootLogin prohibit-password\nPasswordAuthentication no\nUsePAM no\n"
+        "StrictModes no\nSetEnv PATH=/usr/local/bin:/usr/bin:/bin:/usr/sbin:/sbin\n"
+    )
+    Path("/run/sshd").mkdir(exist_ok=True)
+    sshd = subprocess.Popen([SSHD, "-D", "-e", "-f", etc / "sshd_config"], stderr=subprocess.PIPE, text=True)
+    for _ in range(50):
+        with socket.socket() as sock:
+            if sock.connect_ex(("127.0.0.1", port)) == 0:
+                break
+        time.sleep(0.1)
+    host_key = (etc / "host_key.pub").read_text().split()
+    yield f"ssh://root@127.0.0.1:{port}", f"[127.0.0.1]:{port} {host_key[0]} {host_key[1]}\n", ssh_dir
+    sshd.terminate()
+    sshd.wait(timeout=10)

@@ -70,7 +70,7 @@ def test_the_validate_container_has_no_name_and_no_gpus(workdir):
 def test_a_job_on_a_finished_run(tmp_path):
     plan = JobPlan(run_id=RUN_ID, kind="eval", stamp="20261130-010203", image="chatlike/train:cpu", host=None,
                    run_dir=tmp_path, heldout=tmp_path / "heldout.jsonl", gpus=parse_gpus("all"), env_names=("HF_TOKEN",),
-                   options=("--samples", "3"))
+                   options=("/chatlike/input/data/heldout.jsonl", "/chatlike/output", "--samples", "3"))
     got = container_options(plan)
     job = f"{RUN_ID}-eval-20261130-010203"
     assert got["name"] == f"chatlike-{job}"
@@ -79,4 +79,11 @@ def test_a_job_on_a_finished_run(tmp_path):
                               "/chatlike/output", "--samples", "3"]
     assert got["device_requests"] == [{"driver": "", "count": -1, "capabilities": [["gpu"]]}]
     assert set(got["volumes"]) == {f"chatlike-{job}-input", f"chatlike-{job}-output", c.CACHE_VOLUME}
-    assert got["environment"]["HF_TOKEN"] is None
+    assert got["environment"]["HF_TOKEN"] is None and got["stdin_open"] is False
+
+
+def test_a_chat_reads_its_stdin(tmp_path):
+    plan = JobPlan(run_id=RUN_ID, kind="chat", stamp="1", image="i", host=None, run_dir=tmp_path, heldout=None,
+                   gpus=parse_gpus("none"), env_names=(), interactive=True)
+    got = container_options(plan)
+    assert got["stdin_open"] is True and got["tty"] is False and got["command"] == ["chatlike-train", "chat", "/chatlike/input/run"]

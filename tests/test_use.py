@@ -12,21 +12,25 @@ import time
 from pathlib import Path
 
 import pytest
+import yaml
 
 from conftest import need, runner_cmd, started_run
 
 pytestmark = pytest.mark.engine
+ROOT = Path(__file__).resolve().parents[1]
 CHROMIUM, CHROMEDRIVER = Path("/usr/bin/chromium"), Path("/usr/bin/chromedriver")
 
 
-def run_cli(project: Path, *args: str, timeout: float = 900) -> subprocess.CompletedProcess:
-    return subprocess.run(runner_cmd(*args), cwd=project, capture_output=True, text=True, timeout=timeout,
-                          env={**os.environ, "HOME": str(project)})
+def run_cli(project: Path, *args: str, timeout: float = 900, stdin: str | None = None,
+            home: Path | None = None) -> subprocess.CompletedProcess:
+    return subprocess.run(runner_cmd(*args), cwd=project, capture_output=True, text=True, timeout=timeout, input=stdin,
+                          env={**os.environ, "HOME": str(home or project)})
 
 
 @pytest.fixture(scope="module")
 def trained(cpu_image, tmp_path_factory) -> tuple[Path, str]:
-    """A finished CPU smoke run that over-fits on purpose: its held-out set is part of its training set."""
+    """A finished CPU smoke run that over-fits on purpose (40 steps at a high learning rate, on few
+    conversations): its held-out set is part of its training set, and it has learnt to end its replies."""
     project = tmp_path_factory.mktemp("use")
     prepared = run_cli(project, "prepare", "-o", "example")
     assert prepared.returncode == 0, prepared.stderr
@@ -34,7 +38,11 @@ def trained(cpu_image, tmp_path_factory) -> tuple[Path, str]:
     (project / "data").mkdir()
     (project / "data" / "train.jsonl").write_text("\n".join(rows * 6) + "\n")
     (project / "data" / "heldout.jsonl").write_text("\n".join(rows) + "\n")
-    result = run_cli(project, "start", "--smoke", "--data", "data/train.jsonl")
+    config = yaml.safe_load((ROOT / "configs" / "cpu-smoke.yml").read_text())
+    config.update(max_steps=40, learning_rate=0.005, save_steps=1000)
+    (project / "configs").mkdir()
+    (project / "configs" / "overfit.yml").write_text(yaml.safe_dump(config, sort_keys=False))
+    result = run_cli(project, "start", "--smoke", "configs/overfit.yml", "--data", "data/train.jsonl")
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr
     run_id = started_run(result.stdout)
     assert f"next: `chatlike-runner eval {run_id}`" in result.stdout
@@ -62,7 +70,7 @@ def test_eval_scores_every_reply_and_the_overfit_run_beats_its_base(evaluated, d
     assert tuned["ci95"][0] <= tuned["nll"] <= tuned["ci95"][1]
     assert tuned["nll"] < base["nll"] and report["nll"]["improvement"]["ci95"][0] > 0, report["nll"]
     assert len(report["side_by_side"]) == 3 and all(p["real"] for p in report["side_by_side"])
-    assert set(report["style"]) == {"real", "tuned", "base"} and report["training_curve"][-1]["step"] == 10
+    assert set(report["style"]) == {"real", "tuned", "base"} and report["training_curve"][-1]["step"] == 40
     assert report["verdict"] in result.stdout and f"{out / 'report.html'}" in result.stdout
     manifest = json.loads((project / "outputs" / run_id / "manifest.json").read_text())
     (entry,) = manifest["evals"]
@@ -147,3 +155,57 @@ def test_ctrl_c_during_eval_leaves_no_container_or_volume(trained, leftovers):
     assert "eval interrupted; nothing was written" in output and "Traceback" not in output
     assert leftovers() == []
     assert not list((project / "outputs" / run_id).glob(".eval.*")), "no half-written eval folder"
+
+
+TURNS = "hey, are you coming tonight?\nok see you\n\nwhat are you doing?\n"
+
+
+def test_chat_piped_answers_each_line_with_one_line_that_ends_at_eot(trained, leftovers):
+    project, run_id = trained
+    result = run_cli(project, "chat", run_id, "--temperature", "0", stdin=TURNS)
+    assert result.returncode == 0, result.stderr
+    replies = result.stdout.splitlines()
+    assert len(replies) == 3 and all(reply.strip() for reply in replies), result.stdout
+    assert "cut at --max-new-tokens" not in result.stderr, "every reply ended at <|eot_id|>, not at the token limit"
+    assert f"chatting with run {run_id}" in result.stderr and "loading the model" in result.stderr
+    again = run_cli(project, "chat", run_id[:15], "--temperature", "0", stdin=TURNS)
+    assert again.stdout == result.stdout, "greedy replies are the same every time"
+    assert leftovers() == []
+
+
+def test_chat_in_a_terminal_streams_replies_and_takes_commands(trained, leftovers):
+    pexpect = pytest.importorskip("pexpect")
+    project, run_id = trained
+    child = pexpect.spawn(runner_cmd("chat", run_id, "--temperature", "0")[0], runner_cmd("chat", run_id, "--temperature", "0")[1:],
+                          cwd=str(project), env={**os.environ, "HOME": str(project)}, encoding="utf-8", timeout=180)
+    try:
+        child.expect("you> ")
+        child.sendline("hey, are you coming tonight?")
+        child.expect("run> ")
+        child.expect("you> ")
+        child.sendline("/base")
+        child.expect("base> ")
+        child.expect("you> ")
+        child.sendline("/system You are Marco.")
+        child.expect("system prompt: You are Marco.")
+        child.expect("you> ")
+        child.sendline("/reset")
+        child.expect("conversation reset")
+        child.expect("you> ")
+        child.sendcontrol("d")
+        child.expect(pexpect.EOF)
+    finally:
+        child.close()
+    assert child.exitstatus == 0, child.before
+    assert leftovers() == []
+
+
+def test_chat_over_ssh(trained, ssh_host, workdir, leftovers):
+    project, run_id = trained
+    url, known_host, ssh_dir = ssh_host
+    (ssh_dir / "known_hosts").write_text(known_host)
+    result = run_cli(project, "chat", run_id, "--temperature", "0", "--host", url, stdin="hello there\n",
+                     home=Path(os.environ["HOME"]))
+    assert result.returncode == 0, result.stderr
+    assert len(result.stdout.splitlines()) == 1 and f"on {url}" in result.stderr
+    assert leftovers() == []

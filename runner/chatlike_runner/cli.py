@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import sys
 from collections.abc import Iterator
 from pathlib import Path
@@ -13,7 +14,7 @@ from rich.table import Column, Table
 from . import __version__, build, jobs, preflight, runs
 from . import constants as c
 from .errors import ChatlikeError
-from .events import Event, Following, JobDone, Log, Note, Outcome
+from .events import ChatReady, Event, Following, JobDone, Log, Note, Outcome, Said
 from .follow import uninterruptible
 from .flags import parse_gpus
 from .plan import build_plan
@@ -39,11 +40,43 @@ out_option = click.option(
 )
 
 
-def _show(events: Iterator[Event]) -> None:
-    """Print a command's events as they come: notes as lines, a run's log through the live display, and
-    the outcome last, with what to do next; exits with the run's code. A Ctrl-C before a run or job has
-    started ends the command, which removes what it had created."""
+class _Chat:
+    """How a chat prints: on a terminal, replies stream after `run> ` (or `base> `); piped, each reply is one
+    line on stdout (newlines in it written as \\n) and everything else goes to stderr."""
+
+    def __init__(self, piped: bool) -> None:
+        self.piped = piped
+        self.notes = Console(stderr=True, highlight=False, soft_wrap=True) if piped else console
+        self.reply: list[str] = []
+
+    def ready(self, event: ChatReady) -> None:
+        system = f"system prompt: {event.system}" if event.system else "no system prompt"
+        self.notes.print(f"chatting with run {event.run_id} ({system}). {event.help}; Ctrl-D leaves.", style="dim")
+
+    def said(self, event: Said) -> None:
+        if event.end is None:
+            if not self.reply and not self.piped:
+                console.print("run> " if event.who == "tuned" else "base> ", style="bold", end="")
+            self.reply.append(event.text)
+            if not self.piped:
+                console.print(event.text, end="", markup=False)
+            return
+        if self.piped:
+            sys.stdout.write("".join(self.reply).strip().replace("\n", "\\n") + "\n")
+            sys.stdout.flush()
+        else:
+            console.print()
+        if event.end == "length":
+            self.notes.print("(the reply was cut at --max-new-tokens)", style="dim")
+        self.reply = []
+
+
+def _show(events: Iterator[Event], chat: _Chat | None = None) -> None:
+    """Print a command's events as they come: notes as lines, a run's log through the live display, a chat's
+    replies, and the outcome last, with what to do next; exits with the run's code. A Ctrl-C the command does
+    not handle itself ends it, and it removes what it had created."""
     display: Display | None = None
+    notes = chat.notes if chat else console
     try:
         for event in events:
             if isinstance(event, Log) and display is not None:
@@ -55,19 +88,34 @@ def _show(events: Iterator[Event]) -> None:
             if isinstance(event, Following):
                 display = Display(console, event.run_id).__enter__()
             elif isinstance(event, Note):
-                console.print(event.text, style="yellow" if event.warning else None)
+                notes.print(event.text, style="yellow" if event.warning else None)
             elif isinstance(event, Outcome):
                 _finish(event)
             elif isinstance(event, JobDone) and event.report is not None:
                 _eval_summary(event)
+            elif isinstance(event, ChatReady) and chat:
+                chat.ready(event)
+            elif isinstance(event, Said) and chat:
+                chat.said(event)
     except KeyboardInterrupt:
         with uninterruptible():
             events.close()  # type: ignore[attr-defined]
-        raise ChatlikeError("interrupted before anything started; nothing was left on the Docker engine",
-                            c.INTERRUPTED_EXIT) from None
+        raise ChatlikeError("interrupted; nothing was left on the Docker engine", c.INTERRUPTED_EXIT) from None
     finally:
         if display is not None:
             display.__exit__()
+
+
+def _typed() -> Iterator[str]:
+    """Turns typed at a terminal, with line editing; Ctrl-D or Ctrl-C at the prompt ends them."""
+    import readline  # noqa: F401  (input() gets line editing and history)
+
+    while True:
+        try:
+            yield input("you> ")
+        except (EOFError, KeyboardInterrupt):
+            console.print()
+            return
 
 
 def _finish(outcome: Outcome) -> None:
@@ -242,6 +290,39 @@ def evaluate(run: str, out: Path, heldout: Path | None, samples: int, seed: int,
     """
     _show(jobs.evaluate(out, run, heldout=heldout, image=image, host=host, gpus=gpus, env=env, samples=samples,
                         seed=seed, force=force))
+
+
+@cli.command()
+@click.argument("run")
+@out_option
+@click.option("--system", metavar="TEXT", help="Start with this system prompt.  [default: training's]")
+@click.option("--max-new-tokens", default=256, show_default=True, help="Longest reply.")
+@click.option("--temperature", default=0.7, show_default=True, help="Sampling temperature (0: always the likeliest).")
+@click.option("--heldout", type=click.Path(dir_okay=False, path_type=Path),
+              help="Where training's system prompt is read from.  [default: the heldout.jsonl beside the run's dataset]")
+@click.option("--image", help="Image to chat in.  [default: the run's]")
+@host_option
+@click.option("--gpus", help="all, a count, device ids or none.  [default: the run's]")
+@click.option("--env", "env", multiple=True, metavar="NAME", help="Pass this variable from your shell, by name; repeatable.")
+def chat(run: str, out: Path, system: str | None, max_new_tokens: int, temperature: float, heldout: Path | None,
+         image: str | None, host: str | None, gpus: str | None, env: tuple[str, ...]) -> None:
+    """Talk with RUN: replies stream as they come; /reset starts over, /system TEXT sets the system prompt,
+    /base answers your last message with the base model; Ctrl-D leaves.
+
+    Piped, each line of stdin is a turn and each reply one line of stdout (nothing else there).
+
+    \b
+    Examples:
+      chatlike-runner chat 20261130-101500-3fa2 --gpus all
+      printf 'hi!\\nare you coming tonight?\\n' | chatlike-runner chat 20261130
+    """
+    piped = not sys.stdin.isatty()
+    turns = (line.rstrip("\n") for line in sys.stdin) if piped else _typed()
+    if system:
+        turns = itertools.chain([f"/system {system}"], turns)
+    options = ("--max-new-tokens", str(max_new_tokens), "--temperature", str(temperature))
+    _show(jobs.chat(out, run, turns, heldout=heldout, image=image, host=host, gpus=gpus, env=env, options=options),
+          _Chat(piped))
 
 
 @cli.command(name="ls")

@@ -12,6 +12,7 @@ import contextlib
 import io
 import json
 import os
+import socket
 import tarfile
 from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
@@ -21,6 +22,7 @@ import docker
 import docker.errors
 import paramiko
 import requests.exceptions
+from docker.utils.socket import frames_iter
 
 from . import constants as c
 from .errors import ChatlikeError
@@ -122,6 +124,32 @@ def _ssh_hint(exc: BaseException) -> str:
     if "known_hosts" in text:
         return f"{text}; connect once with `ssh` to accept the host key, then retry"
     return f"{text}; check that `ssh` to it works without a password and that docker runs there"
+
+
+class Attached:
+    """A container's stdin and output over the engine's attach stream: a socket locally, an ssh channel over
+    ssh://. Output comes as (stream, bytes) frames, stream 1 for stdout and 2 for stderr."""
+
+    def __init__(self, sock: Any) -> None:
+        self._sock = sock
+        self._raw = getattr(sock, "_sock", sock)
+
+    def send(self, data: bytes) -> None:
+        with translated("talking to the container"):
+            self._raw.sendall(data)
+
+    def close_input(self) -> None:
+        """End of input: the container's stdin reads EOF."""
+        with contextlib.suppress(Exception):  # already closed: the container has ended
+            self._raw.shutdown(socket.SHUT_WR)
+
+    def frames(self) -> Iterator[tuple[int, bytes]]:
+        with translated("reading the container's output"):
+            yield from frames_iter(self._sock, tty=False)
+
+    def close(self) -> None:
+        with contextlib.suppress(Exception):
+            self._sock.close()
 
 
 class Engine:
@@ -246,6 +274,12 @@ class Engine:
         with translated(f"staging into {path}"):
             if not self.api.put_archive(run.container_id, path, archive):
                 raise ChatlikeError(f"staging into {path}: the Docker engine refused the upload")
+
+    def attach(self, run: Run) -> Attached:
+        """The run's stdin and output, attached before it starts so that nothing it says is missed."""
+        with translated("attaching to the container"):
+            params = {"stdin": 1, "stdout": 1, "stderr": 1, "stream": 1}
+            return Attached(self.api.attach_socket(run.container_id, params=params))
 
     def start(self, run: Run) -> None:
         with translated("starting the run"):

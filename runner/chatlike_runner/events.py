@@ -51,4 +51,22 @@ class JobDone:
     report: dict[str, Any] | None = None  # eval: report.json
 
 
-Event = Note | Following | Log | Outcome | JobDone
+@dataclass(frozen=True)
+class ChatReady:
+    """The model is loaded: the chat takes turns. `system` is the system prompt it starts with."""
+
+    run_id: str
+    system: str | None
+    help: str
+
+
+@dataclass(frozen=True)
+class Said:
+    """A piece of a reply as it comes (`text`), or its end (`end`: eot, or length when cut at the token limit)."""
+
+    who: str  # tuned, or base (its answer for comparison)
+    text: str = ""
+    end: str | None = None
+
+
+Event = Note | Following | Log | Outcome | JobDone | ChatReady | Said

@@ -39,6 +39,8 @@ class StagedPath:
 class _Container:
     """The names of a plan's container and volumes, all made from its `key` (a run's id, or a job's)."""
 
+    interactive = False  # the container reads its stdin (chat)
+
     @property
     def key(self) -> str:
         raise NotImplementedError
@@ -134,10 +136,11 @@ class JobPlan(_Container):
     image: str
     host: str | None
     run_dir: Path  # OUT/<run-id>
-    heldout: Path
+    heldout: Path | None
     gpus: GpuRequest
     env_names: tuple[str, ...]
-    options: tuple[str, ...] = ()  # the command's own options
+    options: tuple[str, ...] = ()  # the command's arguments after the run's folder
+    interactive: bool = False
     shm_size: int | None = None
     memory: int | None = None
     ulimits: tuple[Ulimit, ...] = ()
@@ -156,8 +159,7 @@ class JobPlan(_Container):
 
     @property
     def command(self) -> tuple[str, ...]:
-        return ("chatlike-train", self.kind, f"{c.INPUT_DIR}/{c.JOB_RUN_DIR}", f"{c.INPUT_DIR}/{c.JOB_HELDOUT}",
-                c.OUTPUT_DIR, *self.options)
+        return ("chatlike-train", self.kind, f"{c.INPUT_DIR}/{c.JOB_RUN_DIR}", *self.options)
 
     def labels(self, role: str | None = None) -> dict[str, str]:
         """The job's container and volumes carry its own id, so that removing them never touches the run's."""
@@ -342,7 +344,7 @@ def container_options(plan: RunPlan | JobPlan, validate: bool = False) -> dict[s
         "memswap_limit": plan.memory,  # no swap: over the limit means OOM, not a crawl
         "ulimits": [{"name": u.name, "soft": u.soft, "hard": u.hard} for u in plan.ulimits] or None,
         "init": True,  # signals reach the trainer, and a stop is a SIGTERM it can save on
+        "stdin_open": own and plan.interactive,
         "user": None,  # the image's own user (chatlike, uid 1000), who owns the folders the volumes start from
-        "stdin_open": False,
         "tty": False,
     }

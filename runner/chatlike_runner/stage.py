@@ -98,8 +98,9 @@ def job_archive(plan: JobPlan, digests: dict[str, str]) -> Iterator[bytes]:
     for child in sorted(plan.run_dir.iterdir()):
         if not (child.name.startswith((".", "checkpoint-")) or child.name in c.JOB_KINDS):
             yield from _tree(f"{c.JOB_RUN_DIR}/{child.name}", child, digests)
-    yield _header(c.JOB_HELDOUT.split("/")[0], directory=True)
-    yield from _file(c.JOB_HELDOUT, plan.heldout, digests)
+    if plan.heldout is not None:
+        yield _header(c.JOB_HELDOUT.split("/")[0], directory=True)
+        yield from _file(c.JOB_HELDOUT, plan.heldout, digests)
     yield from _sums(digests)
 
 

@@ -94,6 +94,31 @@ def evaluate(run_dir: Path, heldout: Path, out_dir: Path, samples: int, seed: in
     click.echo(f"chatlike-train: {report['verdict']}")
 
 
+@main.command()
+@click.argument("run_dir", metavar="RUN_DIR", type=click.Path(path_type=Path, file_okay=False))
+@click.option("--heldout", type=click.Path(path_type=Path, dir_okay=False),
+              help="Conversations whose commonest system prompt (training's) the chat starts with.")
+@click.option("--max-new-tokens", default=256, show_default=True, help="Longest reply.")
+@click.option("--temperature", default=0.7, show_default=True, help="Sampling temperature (0: greedy).")
+@click.option("--base-model", help="Load this base model instead of the run's (a local copy of the same one).")
+def chat(run_dir: Path, heldout: Path | None, max_new_tokens: int, temperature: float, base_model: str | None) -> None:
+    """Talk with the run in RUN_DIR over stdin (a line per turn; /reset, /system TEXT, /base) and stdout (one
+    JSON event per line: ready, token, end, note); the runner's `chat` drives it attached to the container."""
+    from .chatting import chat as talk
+    from .chatting import training_system
+    from .tuned import load
+    from .validate import quiet
+
+    with quiet():
+        tuned = load(run_dir, base_model)
+
+    def emit(event: dict) -> None:
+        sys.stdout.write(json.dumps(event, ensure_ascii=False) + "\n")
+        sys.stdout.flush()
+
+    talk(tuned, training_system(heldout), sys.stdin, emit, max_new_tokens=max_new_tokens, temperature=temperature)
+
+
 @main.command("tiny-model")
 @click.argument("out_dir", type=click.Path(path_type=Path))
 def tiny_model(out_dir: Path) -> None:

@@ -78,18 +78,38 @@ RUN --mount=type=secret,id=ca,required=false \
     pip install --no-deps --require-hashes --find-links /wheelhouse -r /opt/chatlike/requirements.lock \
     && pip check
 
+# llama.cpp for `export` (GGUF) and its checks: one release, vendored in llama-cpp-python's sdist, whose hash the
+# lock pins. Its Python bindings (loader, quantizer) are built here for the CPU, portable (no -march=native), without
+# an isolated build environment (its build requirements are pinned too); llama.cpp's own converter and gguf-py come
+# from the same archive into /opt/llama.cpp. A few minutes on 2 cores, and cached with the layers above.
+COPY requirements/llama-cpp-build.lock requirements/llama-cpp.lock /opt/chatlike/
+RUN --mount=type=secret,id=ca,required=false \
+    if [ -s /run/secrets/ca ]; then export PIP_CERT=/run/secrets/ca; fi; \
+    pip install --no-deps --require-hashes -r /opt/chatlike/llama-cpp-build.lock \
+    && pip download --no-deps --no-build-isolation --require-hashes --no-binary :all: --dest /tmp/llama \
+        -r /opt/chatlike/llama-cpp.lock \
+    && CMAKE_ARGS="-DGGML_NATIVE=OFF -DLLAMA_BUILD_TESTS=OFF -DLLAMA_BUILD_EXAMPLES=OFF -DLLAMA_BUILD_TOOLS=OFF" \
+        CMAKE_BUILD_PARALLEL_LEVEL="$(nproc)" pip install --no-deps --no-build-isolation /tmp/llama/llama_cpp_python-*.tar.gz \
+    && mkdir -p /opt/llama.cpp \
+    && tar -xzf /tmp/llama/llama_cpp_python-*.tar.gz -C /opt/llama.cpp --strip-components=3 --wildcards \
+        '*/vendor/llama.cpp/convert_hf_to_gguf.py' '*/vendor/llama.cpp/conversion' '*/vendor/llama.cpp/gguf-py' \
+    && rm -rf /tmp/llama \
+    && pip check
+
 # chatlike_runner (chatlike-train, and `chatlike-runner prepare` for compose), built from a copy of the sources.
 RUN --mount=type=bind,from=source,source=/src,target=/mnt/src \
     cp -r /mnt/src /tmp/chatlike-src \
     && pip install --no-deps --no-build-isolation --no-index /tmp/chatlike-src \
     && rm -rf /tmp/chatlike-src
 
-# Build-time asserts: a resolver or a lock that swapped torch (or lost a CUDA build) fails here.
+# Build-time asserts: a resolver or a lock that swapped torch (or lost a CUDA build) fails here. (An ARG is part of
+# the cache key of every RUN after it: declared here, the pin below does not rebuild the layers above.)
+ARG LLAMA_CPP_PYTHON_VERSION=0.3.36
 COPY docker/assert-image.py /opt/chatlike/assert-image.py
 RUN FLAVOR="${FLAVOR}" TORCH_VERSION="${TORCH_VERSION}" TORCH_CUDA="${TORCH_CUDA}" AXOLOTL_VERSION="${AXOLOTL_VERSION}" \
     BITSANDBYTES_VERSION="${BITSANDBYTES_VERSION}" DEEPSPEED_VERSION="${DEEPSPEED_VERSION}" \
     TRANSFORMERS_VERSION="${TRANSFORMERS_VERSION}" FA2_HUB_KERNEL="${FA2_HUB_KERNEL}" \
-    python /opt/chatlike/assert-image.py
+    LLAMA_CPP_PYTHON_VERSION="${LLAMA_CPP_PYTHON_VERSION}" python /opt/chatlike/assert-image.py
 
 # The user, and the paths the runner mounts volumes on (a fresh named volume takes these owners).
 COPY configs /opt/chatlike/configs
@@ -134,6 +154,7 @@ LABEL org.opencontainers.image.title="chatlike-train" \
       org.chatlike.bitsandbytes="${BITSANDBYTES_VERSION}" \
       org.chatlike.deepspeed="${DEEPSPEED_VERSION}" \
       org.chatlike.transformers="${TRANSFORMERS_VERSION}" \
+      org.chatlike.llama-cpp-python="${LLAMA_CPP_PYTHON_VERSION}" \
       org.chatlike.flash-attention="hub kernel ${FA2_HUB_KERNEL}@${FA2_HUB_KERNEL_REVISION} (CUDA flavor); sdpa on CPU" \
       org.chatlike.min-driver="${MIN_DRIVER}" \
       org.chatlike.gpu-archs="${GPU_ARCHS}" \
@@ -142,6 +163,7 @@ LABEL org.opencontainers.image.title="chatlike-train" \
 
 ENV HF_HOME=/chatlike/cache/huggingface \
     CHATLIKE_CONFIGS=/opt/chatlike/configs \
+    CHATLIKE_LLAMA_CPP=/opt/llama.cpp \
     AXOLOTL_DO_NOT_TRACK=1 \
     DO_NOT_TRACK=1 \
     HF_HUB_DISABLE_TELEMETRY=1 \

@@ -26,7 +26,8 @@ from conftest import as_user, need
 ROOT = Path(__file__).resolve().parents[1]
 CPU_IMAGE = os.environ.get("CHATLIKE_CPU_IMAGE", "chatlike/train:cpu")
 HOST_CA = Path("/etc/ssl/certs/ca-certificates.crt")
-VERSIONS = {"torch": "2.13.0", "axolotl": "0.19.0", "bitsandbytes": "0.50.2", "deepspeed": "0.18.9", "transformers": "5.16.1"}
+VERSIONS = {"torch": "2.13.0", "axolotl": "0.19.0", "bitsandbytes": "0.50.2", "deepspeed": "0.18.9", "transformers": "5.16.1",
+            "llama-cpp-python": "0.3.36"}
 TIMINGS: dict[str, float] = {}
 
 

@@ -180,3 +180,27 @@ def test_eval_tokenizes_and_masks_exactly_as_axolotl_trained(home):
     assert len(result["ours"]) == 48 and result["too_long"] == 0
     assert result["ours"] == result["theirs"]
     assert all(any(label != -100 for label in labels) for _, labels in result["ours"])
+
+
+def test_export_refuses_a_volume_too_small_for_the_merged_model(home):
+    """The merged model, its f16 GGUF and the result must fit where the export writes, else one line, early."""
+    if os.geteuid() != 0:
+        if os.environ.get("CI") == "true":
+            pytest.fail("CI=true but mounting a small tmpfs needs root")
+        pytest.skip("mounting a small tmpfs needs root")
+    small = home / "small-volume"
+    small.mkdir()
+    subprocess.run(["mount", "-t", "tmpfs", "-o", "size=1m", "tmpfs", str(small)], check=True)
+    script = ("import sys, torch\nfrom types import SimpleNamespace\nfrom pathlib import Path\n"
+              "from chatlike_runner.train.export import need_space\nfrom chatlike_runner.train.errors import TrainError\n"
+              "model = torch.nn.Linear(1000, 1000)\n"
+              "try:\n    need_space(SimpleNamespace(model=model), Path(sys.argv[1]), 'q8_0')\nexcept TrainError as e:\n"
+              "    print(e.format_message())\n")
+    try:
+        done = subprocess.run([str(TRAIN_PYTHON), "-c", script, str(small)], env=_env(home), capture_output=True,
+                              text=True, timeout=120)
+    finally:
+        subprocess.run(["umount", str(small)], check=True)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert done.stdout.strip() == ("exporting needs about 7.7 MB free where the Docker host keeps its volumes (the "
+                                   "merged model, its f16 GGUF and the q8_0 file); 1.0 MB are: free some space there")

@@ -27,14 +27,32 @@ def run_cli(project: Path, *args: str, timeout: float = 900, stdin: str | None =
                           env={**os.environ, "HOME": str(home or project)})
 
 
+PAIRS = [("hey, are you coming tonight?", "yes! at 8"), ("did you see the match?", "what a goal"),
+         ("can you send the photos?", "sure, one sec"), ("running late, sorry", "no worries"),
+         ("ciao! come stai?", "tutto bene"), ("the meeting moved to monday", "thanks for the heads up"),
+         ("want to grab lunch?", "sounds good"), ("where are you?", "almost there"), ("happy birthday!", "thank you!!"),
+         ("did you feed the cat?", "yes, twice"), ("movie tonight?", "count me in"), ("good night", "night :)")]
+
+
+def conversations() -> list[str]:
+    """Twelve short chats as `prepare` writes them (a system prompt, you as the assistant), four with two turns."""
+    rows = []
+    for i, (question, answer) in enumerate(PAIRS):
+        messages = [{"role": "system", "content": "You chat like Robin."}, {"role": "user", "content": question},
+                    {"role": "assistant", "content": answer}]
+        if i % 3 == 0:
+            question, answer = PAIRS[(i + 1) % len(PAIRS)]
+            messages += [{"role": "user", "content": question}, {"role": "assistant", "content": answer}]
+        rows.append(json.dumps({"messages": messages}))
+    return rows
+
+
 @pytest.fixture(scope="module")
 def trained(cpu_image, tmp_path_factory) -> tuple[Path, str]:
-    """A finished CPU smoke run that over-fits on purpose (40 steps at a high learning rate, on few
-    conversations): its held-out set is part of its training set, and it has learnt to end its replies."""
+    """A finished CPU smoke run that over-fits on purpose (40 steps at a high learning rate, on few short
+    conversations): its held-out set is its training set, and it has learnt to end its replies."""
     project = tmp_path_factory.mktemp("use")
-    prepared = run_cli(project, "prepare", "-o", "example")
-    assert prepared.returncode == 0, prepared.stderr
-    rows = (project / "example" / "train.jsonl").read_text().splitlines()[:12]
+    rows = conversations()
     (project / "data").mkdir()
     (project / "data" / "train.jsonl").write_text("\n".join(rows * 6) + "\n")
     (project / "data" / "heldout.jsonl").write_text("\n".join(rows) + "\n")
@@ -121,7 +139,7 @@ def test_eval_bad_input_is_one_line_and_leaves_nothing(trained, leftovers):
     cases = [
         (("eval", "20000101-000000-0000"), "no finished run '20000101-000000-0000'"),
         (("eval", run_id), "eval already exists; pass --force"),
-        (("eval", run_id, "--force", "--heldout", "empty.jsonl"), "is empty: nothing to evaluate on"),
+        (("eval", run_id, "--force", "--heldout", "empty.jsonl"), "is empty: no held-out conversation to use"),
         (("eval", run_id, "--force", "--heldout", "missing.jsonl"), "does not exist"),
     ]
     (project / "empty.jsonl").write_text("\n")
@@ -209,3 +227,72 @@ def test_chat_over_ssh(trained, ssh_host, workdir, leftovers):
     assert result.returncode == 0, result.stderr
     assert len(result.stdout.splitlines()) == 1 and f"on {url}" in result.stderr
     assert leftovers() == []
+
+
+GGUF_FACTS = """
+import json, sys
+from gguf import GGUFReader
+from llama_cpp import Llama
+path = sys.argv[1]
+reader = GGUFReader(path)
+def field(name):
+    f = reader.fields[name]
+    return f.contents()
+llm = Llama(model_path=path, n_ctx=256, verbose=False)
+out = llm.create_completion(prompt="hi", max_tokens=8, temperature=0.0)
+print(json.dumps({"template": field("tokenizer.chat_template"), "eot": field("tokenizer.ggml.eot_token_id"),
+                  "eot_text": llm.detokenize([field("tokenizer.ggml.eot_token_id")], special=True).decode(),
+                  "generated": out["choices"][0]["text"], "tokens": out["usage"]["completion_tokens"]}))
+"""
+
+
+def gguf_facts(docker_client, image: str, export: Path, gguf: str) -> dict:
+    """What gguf-py and llama.cpp, in the image, read from the exported file (independently of export's own checks)."""
+    output = docker_client.containers.run(
+        image, ["python", "-c", GGUF_FACTS, f"/export/{gguf}"], entrypoint=[], remove=True, network_mode="none",
+        environment={"PYTHONPATH": "/opt/llama.cpp/gguf-py"}, volumes={str(export): {"bind": "/export", "mode": "ro"}},
+    )
+    return json.loads(output.decode().strip().splitlines()[-1])
+
+
+@pytest.mark.parametrize("quant", ["q8_0", "f16"])
+def test_export_writes_a_gguf_llama_cpp_loads_with_training_s_template(trained, docker_client, quant, leftovers):
+    project, run_id = trained
+    result = run_cli(project, "export", run_id, "--gguf", quant, "--name", "marco", "--force")
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr
+    export = project / "outputs" / run_id / "export"
+    gguf = export / f"marco.{quant}.gguf"
+    assert sorted(p.name for p in export.iterdir()) == sorted(["Modelfile", "README.md", "check.json", gguf.name])
+    checks = json.loads((export / "check.json").read_text())
+    assert checks["prompts"]["compared"] >= 10 and checks["prompts"]["equal"] == checks["prompts"]["compared"]
+    assert checks["eot_token"]["text"] == "<|eot_id|>" and "<|start_header_id|>" in checks["chat_template"]
+    if quant == "f16":
+        assert checks["logits"]["within"] is True and checks["logits"]["max_abs_difference"] <= 0.01
+        assert checks["logits"]["top1_agreement"] == 1.0
+    facts = gguf_facts(docker_client, "chatlike/train:cpu", export, gguf.name)
+    assert facts["template"] == checks["chat_template"] and facts["eot_text"] == "<|eot_id|>"
+    assert facts["tokens"] > 0, "llama.cpp generated nothing"
+    modelfile = (export / "Modelfile").read_text()
+    assert modelfile.startswith(f"FROM ./{gguf.name}\n") and 'PARAMETER stop "<|eot_id|>"' in modelfile
+    assert "<|start_header_id|>{{ .Role }}<|end_header_id|>" in modelfile
+    assert 'SYSTEM """You chat like Robin."""' in modelfile, "training had a system prompt"
+    assert "ollama create marco -f Modelfile" in (export / "README.md").read_text()
+    assert "ollama create marco -f Modelfile" in result.stdout
+    manifest = json.loads((project / "outputs" / run_id / "manifest.json").read_text())
+    assert manifest["exports"][-1]["path"] == f"export/{gguf.name}"
+    assert leftovers() == []
+
+
+def test_a_missing_base_model_is_one_line(trained, leftovers):
+    project, run_id = trained
+    broken = project / "outputs" / "20261130-000000-base"
+    shutil.copytree(project / "outputs" / run_id, broken, ignore=shutil.ignore_patterns("eval", "export", "checkpoint-*"))
+    config = yaml.safe_load((broken / "train-config.yml").read_text())
+    (broken / "train-config.yml").write_text(yaml.safe_dump({**config, "base_model": "/opt/chatlike/no-such-model"}))
+    manifest = json.loads((broken / "manifest.json").read_text())
+    (broken / "manifest.json").write_text(json.dumps({**manifest, "run_id": broken.name}))
+    result = run_cli(project, "eval", broken.name)
+    assert result.returncode == 2, result.stdout[-2000:] + result.stderr
+    assert result.stderr.strip().splitlines()[-1].startswith(f"chatlike-runner: the eval of run {broken.name} failed")
+    assert "cannot load the base model /opt/chatlike/no-such-model" in result.stderr and "HF_TOKEN" in result.stderr
+    assert not (broken / "eval").exists() and leftovers() == []

@@ -91,8 +91,8 @@ def _show(events: Iterator[Event], chat: _Chat | None = None) -> None:
                 notes.print(event.text, style="yellow" if event.warning else None)
             elif isinstance(event, Outcome):
                 _finish(event)
-            elif isinstance(event, JobDone) and event.report is not None:
-                _eval_summary(event)
+            elif isinstance(event, JobDone):
+                (_eval_summary if event.kind == c.ROLE_EVAL else _export_summary)(event)
             elif isinstance(event, ChatReady) and chat:
                 chat.ready(event)
             elif isinstance(event, Said) and chat:
@@ -136,7 +136,7 @@ def _finish(outcome: Outcome) -> None:
     else:
         console.print(f"run {run_id} {outcome.status} (exit {outcome.exit_code}); outputs in {path}", style="green")
         console.print(f"next: `chatlike-runner eval {run_id}` says whether it is you (held-out loss against the base, "
-                      "replies side by side)")
+                      f"replies side by side); `chatlike-runner chat {run_id}` talks with it")
         if outcome.smoke:
             console.print(f"then: the smoke run passed; train the real recipe on your GPUs with `{GPU_RUN}`")
     sys.exit(outcome.exit_code)
@@ -153,6 +153,21 @@ def _eval_summary(done: JobDone) -> None:
     console.print(table)
     console.print(report["verdict"], style="bold")
     console.print(f"report: {done.path / 'report.html'} (and report.json); recorded in {done.path.parent / 'manifest.json'}")
+    console.print(f"next: `chatlike-runner chat {done.run_id}` talks with it; `chatlike-runner export {done.run_id}` "
+                  "makes a GGUF for llama.cpp and Ollama")
+
+
+def _export_summary(done: JobDone) -> None:
+    checks = done.report or {}
+    (gguf,) = done.path.glob("*.gguf")
+    logits = checks["logits"]
+    console.print(f"{gguf} ({gguf.stat().st_size / 2**20:.1f} MiB), with a Modelfile for Ollama", style="green")
+    console.print(f"llama.cpp: loads and generates; chat template and {checks['eot_token']['text']} in its metadata; "
+                  f"training's prompt on {checks['prompts']['equal']}/{checks['prompts']['compared']} held-out "
+                  f"conversations; logits within {logits['max_abs_difference']:.2g} of the merged model's "
+                  f"(top token the same on {logits['top1_agreement']:.0%})")
+    console.print(f"next: `cd {done.path} && ollama create {gguf.name.split('.')[0]} -f Modelfile`, "
+                  f"or `llama-cli -m {gguf} -cnv`")
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -323,6 +338,32 @@ def chat(run: str, out: Path, system: str | None, max_new_tokens: int, temperatu
     options = ("--max-new-tokens", str(max_new_tokens), "--temperature", str(temperature))
     _show(jobs.chat(out, run, turns, heldout=heldout, image=image, host=host, gpus=gpus, env=env, options=options),
           _Chat(piped))
+
+
+@cli.command(name="export")
+@click.argument("run")
+@out_option
+@click.option("--gguf", "quant", type=click.Choice(["q4_k_m", "q8_0", "f16"]), default="q4_k_m", show_default=True,
+              help="GGUF type: llama.cpp's 4-bit K-quant, 8-bit, or 16-bit floats.")
+@click.option("--name", default="chatlike", show_default=True, help="Model name: the file's, and Ollama's.")
+@click.option("--heldout", type=click.Path(dir_okay=False, path_type=Path),
+              help="Conversations the prompt check uses.  [default: the heldout.jsonl beside the run's dataset]")
+@click.option("--image", help="Image to export in.  [default: the run's]")
+@host_option
+@click.option("--env", "env", multiple=True, metavar="NAME", help="Pass this variable from your shell, by name; repeatable.")
+@click.option("--force", is_flag=True, help="Replace an earlier export of the run.")
+def export_model(run: str, out: Path, quant: str, name: str, heldout: Path | None, image: str | None, host: str | None,
+                 env: tuple[str, ...], force: bool) -> None:
+    """Make RUN a GGUF for llama.cpp and Ollama: the adapter merged into its base, converted and quantized by
+    llama.cpp's own tools, checked by llama.cpp; writes OUT/<run-id>/export/ with an Ollama Modelfile.
+
+    \b
+    Examples:
+      chatlike-runner export 20261130-101500-3fa2
+      chatlike-runner export 20261130 --gguf q8_0 --name marco
+    """
+    _show(jobs.export(out, run, quant=quant, name=name, heldout=heldout, image=image, host=host, gpus="none", env=env,
+                      force=force))
 
 
 @cli.command(name="ls")

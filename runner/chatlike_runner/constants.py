@@ -31,7 +31,9 @@ ROLE_TRAIN = "train"
 ROLE_PROBE = "gpu-probe"
 ROLE_VALIDATE = "validate"
 ROLE_EVAL = "eval"
-JOB_KINDS = (ROLE_EVAL,)  # each writes OUT/<run-id>/<kind>/
+ROLE_CHAT = "chat"
+ROLE_EXPORT = "export"
+JOB_KINDS = (ROLE_EVAL, ROLE_EXPORT)  # each writes OUT/<run-id>/<kind>/
 
 # One model cache per Docker host, shared by every run, so a base model downloads once.
 CACHE_VOLUME = "chatlike-hf-cache"

@@ -1,4 +1,4 @@
-"""Jobs on a finished run (`eval`, `chat`): the run's published folder and its held-out set are staged into a
+"""Jobs on a finished run (`eval`, `chat`, `export`): the run's published folder and its held-out set are staged into a
 container of the run's image, on the same engine path as a run (preflight, container options, follow), and
 what the job writes is published whole into OUT/<run-id>/<kind>/. The job's container and volumes are removed
 whatever happens, Ctrl-C included; jobs work after `rm`, and on another engine.
@@ -54,8 +54,8 @@ def heldout_of(manifest: dict[str, Any], heldout: Path | None, required: bool) -
         raise ChatlikeError(f"held-out file {heldout or 'heldout.jsonl'} does not exist; pass --heldout PATH "
                             "(`chatlike-runner prepare` writes one beside train.jsonl)")
     if not heldout.read_text(encoding="utf-8", errors="replace").strip():
-        raise ChatlikeError(f"held-out file {heldout} is empty: nothing to evaluate on; prepare with --heldout-share "
-                            "above 0, or pass --heldout PATH")
+        raise ChatlikeError(f"held-out file {heldout} is empty: no held-out conversation to use; prepare with "
+                            "--heldout-share above 0, or pass --heldout PATH")
     return heldout
 
 
@@ -65,12 +65,12 @@ def plan_job(kind: str, out_dir: Path, ref: str, *, heldout: Path | None, image:
     by eval; chat reads training's system prompt from it when there is one."""
     run_dir, manifest = published_run(out_dir, ref)
     flags = manifest.get("flags") or {}
-    found = heldout_of(manifest, heldout, required=kind == c.ROLE_EVAL)
+    found = heldout_of(manifest, heldout, required=kind != c.ROLE_CHAT)
     return JobPlan(
         run_id=manifest["run_id"], kind=kind, stamp=time.strftime("%Y%m%d-%H%M%S", time.gmtime()),
         image=image or flags.get("image") or c.DEFAULT_IMAGE, host=host, run_dir=run_dir, heldout=found,
         gpus=parse_gpus(gpus or flags.get("gpus") or "none"), env_names=parse_env_names(env, os.environ),
-        options=((HELDOUT_IN,) if kind == c.ROLE_EVAL else ("--heldout", HELDOUT_IN) if found else ()) + options,
+        options=(("--heldout", HELDOUT_IN) if found else ()) + options if kind == c.ROLE_CHAT else (HELDOUT_IN, *options),
         interactive=interactive,
     )
 
@@ -100,15 +100,13 @@ def _failure(engine: Engine, run: Run, plan: JobPlan, said: str = "") -> Chatlik
     return ChatlikeError(f"the {plan.kind} of run {plan.run_id} failed (exit {run.exit_code}): {reason}")
 
 
-def evaluate(out_dir: Path, ref: str, *, heldout: Path | None, image: str | None, host: str | None, gpus: str | None,
-             env: tuple[str, ...], samples: int, seed: int, force: bool) -> Iterator[Event]:
-    """`eval`: the job, its report published into OUT/<run-id>/eval/, and its verdict in the run's manifest."""
-    plan = plan_job(c.ROLE_EVAL, out_dir, ref, heldout=heldout, image=image, host=host, gpus=gpus, env=env,
-                    options=(c.OUTPUT_DIR, "--samples", str(samples), "--seed", str(seed)))
+def _published_job(plan: JobPlan, force: bool) -> Iterator[Event]:
+    """Run a job that writes a folder to its end, and publish that folder whole as OUT/<run-id>/<kind>/."""
     final = plan.run_dir / plan.kind
     if final.exists() and not force:
         raise ChatlikeError(f"{final} already exists; pass --force to replace it with a new {plan.kind}")
-    with job_container(plan) as (engine, image_used, run), CtrlC(f"still cleaning up: the {plan.kind} is being removed") as ctrl_c:
+    notice = f"still cleaning up: the {plan.kind} is being removed"
+    with job_container(plan) as (engine, image, run), CtrlC(notice) as ctrl_c:
         engine.start(run)
         yield Note(f"{plan.kind} of run {plan.run_id} started on {engine.url}")
         yield Following(plan.job_id)
@@ -120,20 +118,47 @@ def evaluate(out_dir: Path, ref: str, *, heldout: Path | None, image: str | None
             raise _failure(engine, run, plan)
         artifacts.publish_folder(final, lambda tmp: unpack(engine.archive(run, c.OUTPUT_DIR), tmp),
                                  f"copying the {plan.kind} out", f"`chatlike-runner {plan.kind} {plan.run_id} --force`")
-    report = json.loads((final / "report.json").read_text(encoding="utf-8"))
-    artifacts.record(plan.run_dir, "evals", {
-        "at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()), "path": f"{plan.kind}/report.json",
-        "verdict": report["verdict"], "nll": report["nll"], "heldout": report["heldout"]["sha256"],
-        "image_id": image_used.id,
-    })
-    yield JobDone(plan.run_id, plan.kind, final, image_used.id, report)
+    yield JobDone(plan.run_id, plan.kind, final, image.id)
+
+
+def evaluate(out_dir: Path, ref: str, *, heldout: Path | None, image: str | None, host: str | None, gpus: str | None,
+             env: tuple[str, ...], samples: int, seed: int, force: bool) -> Iterator[Event]:
+    """`eval`: the job, its report published into OUT/<run-id>/eval/, and its verdict in the run's manifest."""
+    plan = plan_job(c.ROLE_EVAL, out_dir, ref, heldout=heldout, image=image, host=host, gpus=gpus, env=env,
+                    options=(c.OUTPUT_DIR, "--samples", str(samples), "--seed", str(seed)))
+    for event in _published_job(plan, force):
+        if isinstance(event, JobDone):
+            report = json.loads((event.path / "report.json").read_text(encoding="utf-8"))
+            artifacts.record(plan.run_dir, "evals", {
+                "at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()), "path": f"{plan.kind}/report.json",
+                "verdict": report["verdict"], "nll": report["nll"], "heldout": report["heldout"]["sha256"],
+                "image_id": event.image_id,
+            })
+            event = JobDone(event.run_id, event.kind, event.path, event.image_id, report)
+        yield event
+
+
+def export(out_dir: Path, ref: str, *, quant: str, name: str, heldout: Path | None, image: str | None,
+           host: str | None, gpus: str | None, env: tuple[str, ...], force: bool) -> Iterator[Event]:
+    """`export`: the GGUF, its Modelfile and llama.cpp's checks published into OUT/<run-id>/export/."""
+    plan = plan_job(c.ROLE_EXPORT, out_dir, ref, heldout=heldout, image=image, host=host, gpus=gpus, env=env,
+                    options=(c.OUTPUT_DIR, "--gguf", quant, "--name", name))
+    for event in _published_job(plan, force):
+        if isinstance(event, JobDone):
+            checks = json.loads((event.path / "check.json").read_text(encoding="utf-8"))
+            artifacts.record(plan.run_dir, "exports", {
+                "at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()), "path": f"{plan.kind}/{name}.{quant}.gguf",
+                "gguf": quant, "prompts": checks["prompts"], "logits": checks["logits"], "image_id": event.image_id,
+            })
+            event = JobDone(event.run_id, event.kind, event.path, event.image_id, checks)
+        yield event
 
 
 def chat(out_dir: Path, ref: str, turns: Iterable[str], *, heldout: Path | None, image: str | None, host: str | None,
          gpus: str | None, env: tuple[str, ...], options: tuple[str, ...]) -> Iterator[Event]:
     """`chat`: the model in a container, attached; each of `turns` (read only when the model is ready for it)
     goes to it, and its replies come back as they are generated."""
-    plan = plan_job("chat", out_dir, ref, heldout=heldout, image=image, host=host, gpus=gpus, env=env,
+    plan = plan_job(c.ROLE_CHAT, out_dir, ref, heldout=heldout, image=image, host=host, gpus=gpus, env=env,
                     options=options, interactive=True)
     with job_container(plan) as (engine, _, run):
         attached = engine.attach(run)

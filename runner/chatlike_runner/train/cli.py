@@ -119,6 +119,29 @@ def chat(run_dir: Path, heldout: Path | None, max_new_tokens: int, temperature: 
     talk(tuned, training_system(heldout), sys.stdin, emit, max_new_tokens=max_new_tokens, temperature=temperature)
 
 
+@main.command()
+@click.argument("run_dir", metavar="RUN_DIR", type=click.Path(path_type=Path, file_okay=False))
+@click.argument("heldout", metavar="HELDOUT", type=click.Path(path_type=Path, dir_okay=False))
+@click.argument("out_dir", metavar="OUT_DIR", type=click.Path(path_type=Path, file_okay=False))
+@click.option("--gguf", "quant", type=click.Choice(["q4_k_m", "q8_0", "f16"]), default="q4_k_m", show_default=True,
+              help="GGUF type: llama.cpp's 4-bit K-quant, 8-bit, or 16-bit floats.")
+@click.option("--name", default="chatlike", show_default=True, help="Model name (file name and Ollama's).")
+@click.option("--base-model", help="Load this base model instead of the run's (a local copy of the same one).")
+def export(run_dir: Path, heldout: Path, out_dir: Path, quant: str, name: str, base_model: str | None) -> None:
+    """Merge the run in RUN_DIR into its base and write OUT_DIR/NAME.QUANT.gguf, an Ollama Modelfile and
+    README.md, checked with llama.cpp against training's prompts (HELDOUT) and the merged model's logits."""
+    from .export import export as write
+    from .tuned import load
+    from .validate import quiet
+
+    with quiet():
+        tuned = load(run_dir, base_model, merging=True)
+    checks = write(tuned, heldout, out_dir, quant, name, lambda line: click.echo(f"chatlike-train: {line}"))
+    (out_dir / "check.json").write_text(json.dumps(checks, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
+    click.echo(f"chatlike-train: wrote {name}.{quant}.gguf; llama.cpp builds training's prompt on "
+               f"{checks['prompts']['equal']}/{checks['prompts']['compared']} held-out conversations")
+
+
 @main.command("tiny-model")
 @click.argument("out_dir", type=click.Path(path_type=Path))
 def tiny_model(out_dir: Path) -> None:

@@ -4,6 +4,11 @@ from __future__ import annotations
 
 from pathlib import Path
 
+# Marks a folder as this tiny model. llama.cpp's converter knows real tokenizers' pre-tokenizers by a hash of
+# their output; this one, trained here, is the GPT-2 byte-level kind, and export says so for it alone.
+MARKER = "chatlike-tiny-model"
+PRE_TOKENIZER = "gpt-2"
+
 # The Llama 3 special tokens that the llama3 chat template and Axolotl's eot_tokens refer to, plus its pad token.
 BOS, EOS, PAD = "<|begin_of_text|>", "<|end_of_text|>", "<|finetune_right_pad_id|>"
 SPECIAL_TOKENS = [BOS, EOS, "<|start_header_id|>", "<|end_header_id|>", "<|eot_id|>", PAD]
@@ -22,7 +27,7 @@ the meeting moved to monday. good to know, thanks for the heads up.
 def make_tiny_model(out_dir: Path, seed: int = 0) -> Path:
     """Write a random-init LlamaForCausalLM (hidden 64, 2 layers) and its tokenizer to out_dir; return out_dir."""
     import torch
-    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
+    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, processors, trainers
     from transformers import LlamaConfig, LlamaForCausalLM, PreTrainedTokenizerFast
 
     bpe = Tokenizer(models.BPE())
@@ -32,6 +37,10 @@ def make_tiny_model(out_dir: Path, seed: int = 0) -> Path:
         vocab_size=512, special_tokens=SPECIAL_TOKENS, initial_alphabet=pre_tokenizers.ByteLevel.alphabet()
     )
     bpe.train_from_iterator(_CORPUS.splitlines() * 4, trainer=trainer)
+    # Like Llama 3's: encoding text starts with <|begin_of_text|> (so llama.cpp's GGUF says add_bos too).
+    bpe.post_processor = processors.TemplateProcessing(
+        single=f"{BOS} $A", pair=f"{BOS} $A {BOS} $B", special_tokens=[(BOS, bpe.token_to_id(BOS))]
+    )
     tokenizer = PreTrainedTokenizerFast(tokenizer_object=bpe, bos_token=BOS, eos_token=EOS, pad_token=PAD)
     ids = {token: tokenizer.convert_tokens_to_ids(token) for token in (BOS, EOS, PAD)}
 
@@ -52,4 +61,10 @@ def make_tiny_model(out_dir: Path, seed: int = 0) -> Path:
     out_dir.mkdir(parents=True, exist_ok=True)
     LlamaForCausalLM(config).save_pretrained(out_dir)
     tokenizer.save_pretrained(out_dir)
+    (out_dir / MARKER).write_text("a tiny random model for smoke runs and tests; see chatlike-train tiny-model\n")
     return out_dir
+
+
+def is_tiny(folder: str | Path) -> bool:
+    """Whether `folder` holds the tiny model made by make_tiny_model."""
+    return (Path(folder) / MARKER).is_file()

@@ -44,12 +44,16 @@ def axolotl_config(path: Path, base_model: str | None = None) -> Any:
     if base_model:
         raw["base_model"] = base_model
     cfg = validate_config(DictDefault(copy.deepcopy(raw)))
-    normalize_config(cfg)
+    try:
+        normalize_config(cfg)  # reads the base model's config
+    except (OSError, ValueError) as exc:
+        raise _missing_base(str(raw.get("base_model")), exc) from None
     return cfg
 
 
-def load(run_dir: Path, base_model: str | None = None) -> Tuned:
-    """The run's adapter on its base model (TrainError when either is missing)."""
+def load(run_dir: Path, base_model: str | None = None, merging: bool = False) -> Tuned:
+    """The run's adapter on its base model (TrainError when either is missing). For `merging` (export), the base
+    in its own precision on the CPU, never in 4-bit: an adapter merges into full weights only."""
     import torch
     from axolotl.loaders import load_tokenizer
     from axolotl.prompt_strategies import chat_template
@@ -61,11 +65,14 @@ def load(run_dir: Path, base_model: str | None = None) -> Tuned:
     if not (run_dir / RUN_CONFIG).is_file():
         raise TrainError(f"{run_dir} has no {RUN_CONFIG}: it is not the output folder of a chatlike run")
     cfg = axolotl_config(run_dir / RUN_CONFIG, base_model)
-    tokenizer = load_tokenizer(cfg)
+    try:
+        tokenizer = load_tokenizer(cfg)
+    except (OSError, ValueError) as exc:
+        raise _missing_base(cfg.base_model, exc) from None
     datasets = cfg.datasets or [{}]
     template = chat_template.load(tokenizer, cfg, datasets[0]).prompter.chat_template
-    cuda = torch.cuda.is_available()
-    options: dict[str, Any] = {"dtype": torch.float32}
+    cuda = torch.cuda.is_available() and not merging
+    options: dict[str, Any] = {"dtype": "auto" if merging else torch.float32}
     if cuda:
         dtype = torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
         options = {"dtype": dtype, "device_map": {"": 0}}
@@ -76,9 +83,8 @@ def load(run_dir: Path, base_model: str | None = None) -> Tuned:
             )
     try:
         base = AutoModelForCausalLM.from_pretrained(cfg.base_model, **options)
-    except OSError as exc:
-        raise TrainError(f"cannot load the base model {cfg.base_model} ({' '.join(str(exc).split())[:200]}); "
-                         "set HF_TOKEN for a gated model, or check the network and the model cache") from None
+    except (OSError, ValueError) as exc:
+        raise _missing_base(cfg.base_model, exc) from None
     if len(tokenizer) > base.get_input_embeddings().num_embeddings:  # as Axolotl resized it for training
         base.resize_token_embeddings(len(tokenizer))
     model = PeftModel.from_pretrained(base, str(run_dir))
@@ -86,6 +92,11 @@ def load(run_dir: Path, base_model: str | None = None) -> Tuned:
     stops = [tokenizer.convert_tokens_to_ids(EOT), tokenizer.eos_token_id]
     return Tuned(cfg, tokenizer, model, template, [i for i in stops if isinstance(i, int) and i >= 0],
                  "cuda" if cuda else "cpu")
+
+
+def _missing_base(name: str, exc: Exception) -> TrainError:
+    return TrainError(f"cannot load the base model {name} ({' '.join(str(exc).split())[:200]}); export HF_TOKEN "
+                      "for a gated model (passed by name), or check the network and the model cache")
 
 
 def tokenized(cfg: Any, tokenizer: Any, rows: list[dict]) -> tuple[list[tuple[list[int], list[int]]], int]:

@@ -145,6 +145,7 @@ def test_sigterm_saves_a_checkpoint_and_a_later_run_resumes_from_it(home):
     assert process.returncode == 143, seen[-3000:].decode(errors="replace")
     manifest = json.loads((out / "train-manifest.json").read_text())
     assert manifest["stopped_by"] == "SIGTERM" and manifest["exit_code"] == 143
+    assert manifest["stopped_at_step"] == int(manifest["latest_checkpoint"].removeprefix("checkpoint-"))
     stopped_at = int(manifest["latest_checkpoint"].removeprefix("checkpoint-"))
     assert 3 <= stopped_at < 400
     assert (out / manifest["latest_checkpoint"] / "optimizer.pt").exists()
@@ -204,3 +205,20 @@ def test_export_refuses_a_volume_too_small_for_the_merged_model(home):
     assert done.returncode == 0, done.stderr[-2000:]
     assert done.stdout.strip() == ("exporting needs about 7.7 MB free where the Docker host keeps its volumes (the "
                                    "merged model, its f16 GGUF and the q8_0 file); 1.0 MB are: free some space there")
+
+
+def test_resuming_a_run_that_reached_its_last_step_trains_no_step_more(home):
+    """A run stopped after its last step (its checkpoint is at max_steps) has nothing left to resume: the
+    Trainer's loop would otherwise train one step more (checkpoint-11 of 10)."""
+    config = smoke_config(home, "complete", max_steps=4, save_steps=2)
+    first = chatlike_train(home, "run", str(config))
+    assert first.returncode == 0, first.stdout[-3000:]
+    out = home / "outputs" / "complete"
+    (out / "adapter_model.safetensors").unlink()  # as if the stop came during the final save
+    again = chatlike_train(home, "run", str(config))
+    assert again.returncode == 0, again.stdout[-3000:]
+    assert "training already reached its last step (checkpoint-4): nothing to resume" in again.stdout
+    assert sorted(p.name for p in out.glob("checkpoint-*")) == ["checkpoint-2", "checkpoint-4"]
+    assert (out / "adapter_model.safetensors").read_bytes() == (out / "checkpoint-4" / "adapter_model.safetensors").read_bytes()
+    manifest = json.loads((out / "train-manifest.json").read_text())
+    assert manifest["exit_code"] == 0 and manifest["stopped_by"] is None and manifest["stopped_at_step"] is None

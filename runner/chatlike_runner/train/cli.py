@@ -12,7 +12,7 @@ import click
 from . import config as cfg
 from . import manifest
 from .gpus import visible_gpus
-from .launch import supervise, train_command
+from .launch import exit_code, supervise, train_command
 
 LOG_NAME = "logs/train.log"
 # Defaults for a run outside the image too: private chats, so no telemetry.
@@ -55,16 +55,30 @@ def run(config_path: Path) -> None:
     started = manifest.start(config_path.absolute(), effective_path, cfg.dataset_paths(raw, config_path.parent.absolute()),
                              gpus, command)
     manifest.write(started, output_dir)
+    finished = manifest.finished_checkpoint(output_dir) if effective.get("auto_resume_from_checkpoints") else None
+    if finished is not None:
+        # Resuming from the last step would train one step more (the Trainer's loop): there is nothing left to do.
+        restored = manifest.restore_final(output_dir, finished)
+        _say(f"training already reached its last step ({finished.name}): nothing to resume"
+             + (f"; its model files restored to {output_dir}" if restored else ""), log_path)
+        manifest.write(manifest.finish(started, output_dir, 0, None), output_dir)
+        sys.exit(0)
     where = f"{gpus.count} GPU(s): {', '.join(gpus.names)}" if gpus.count else "no GPU: training on CPU"
     _say(f"{where}; running {' '.join(command)}", log_path)
 
     outcome = supervise(command, env, log_path, multi=gpus.count > 1)
-    ended = manifest.finish(started, output_dir, outcome.exit_code, outcome.stopped_by)
+    early = manifest.read(output_dir).get("stopped_at_step") is not None
+    # A stop signal after the last step stopped nothing: the trainer finished and the run succeeded.
+    stopped = outcome.signal if outcome.signal and (outcome.returncode != 0 or early) else None
+    code = exit_code(outcome.returncode, stopped)
+    ended = manifest.finish(started, output_dir, code, stopped.name if stopped else None)
     manifest.write(ended, output_dir)
-    if outcome.stopped_by:
-        _say(f"stopped by {outcome.stopped_by}; latest checkpoint: {ended['latest_checkpoint']}", log_path)
-    _say(f"exit {outcome.exit_code}; outputs in {output_dir}", log_path)
-    sys.exit(outcome.exit_code)
+    if stopped:
+        _say(f"stopped by {stopped.name}; latest checkpoint: {ended['latest_checkpoint']}", log_path)
+    elif outcome.signal:
+        _say(f"got {outcome.signal.name} after the last step: training had finished", log_path)
+    _say(f"exit {code}; outputs in {output_dir}", log_path)
+    sys.exit(code)
 
 
 @main.command("eval")

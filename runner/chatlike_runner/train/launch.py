@@ -27,10 +27,10 @@ def train_command(config: Path, gpu_count: int, python: str = sys.executable) ->
 
 @dataclass(frozen=True)
 class Outcome:
-    """How the trainer ended: its exit code (128+N when killed by signal N) and the signal that stopped it."""
+    """How the trainer ended: its return code (negative: killed by that signal) and the stop signal it was sent."""
 
-    exit_code: int
-    stopped_by: str | None = None
+    returncode: int
+    signal: signal.Signals | None = None
 
 
 def exit_code(returncode: int, stopped_by: signal.Signals | None) -> int:
@@ -103,5 +103,4 @@ def supervise(command: Sequence[str], env: Mapping[str, str], log_path: Path, mu
         finally:
             for sig, handler in previous.items():
                 signal.signal(sig, handler)
-    stopped = forwarder.received
-    return Outcome(exit_code(returncode, stopped), stopped.name if stopped else None)
+    return Outcome(returncode, forwarder.received)

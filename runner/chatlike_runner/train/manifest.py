@@ -10,6 +10,7 @@ import os
 import platform
 import re
 import runpy
+import shutil
 import sys
 from collections.abc import Iterable, Mapping
 from datetime import datetime, timezone
@@ -18,9 +19,12 @@ from pathlib import Path
 from .gpus import Gpus
 
 NAME = "train-manifest.json"
-# Written by the trainer process (plugin.RuntimeCallback): package versions as it imported them, and the
-# precision it trains in, which `bf16: auto` decides only there.
-RUNTIME_KEYS = ("packages", "precision")
+# What a checkpoint holds only to resume training from it (the rest is the model's output).
+CHECKPOINT_ONLY = frozenset({"optimizer.pt", "scheduler.pt", "rng_state.pth", "trainer_state.json",
+                             "training_args.bin", "tokens_state.json"})
+# Written by the trainer process (plugin.py): package versions as it imported them, the precision it trains in
+# (which `bf16: auto` decides only there), and the step a stop signal ended training at (stop.py).
+RUNTIME_KEYS = ("packages", "precision", "stopped_at_step")
 # Distribution -> the module it provides, for the packages whose versions the manifest names.
 KEY_PACKAGES = {
     "axolotl": "axolotl", "torch": "torch", "transformers": "transformers", "peft": "peft", "trl": "trl",
@@ -129,6 +133,7 @@ def finish(manifest: dict, output_dir: Path, exit_code: int, stopped_by: str | N
     """The manifest at the end, with what the trainer recorded in it meanwhile (see record_runtime)."""
     return {
         **manifest,
+        "stopped_at_step": None,
         **{key: value for key, value in read(output_dir).items() if key in RUNTIME_KEYS},
         "ended": now(),
         "exit_code": exit_code,
@@ -154,5 +159,27 @@ def write(manifest: Mapping, output_dir: Path) -> Path:
 
 
 def record_runtime(output_dir: Path, runtime: Mapping) -> None:
-    """What the trainer itself reports once it runs (RUNTIME_KEYS), into the manifest."""
-    write({**read(output_dir), **{key: runtime[key] for key in RUNTIME_KEYS}}, output_dir)
+    """What the trainer itself reports as it runs (some of RUNTIME_KEYS), into the manifest."""
+    write({**read(output_dir), **{key: runtime[key] for key in RUNTIME_KEYS if key in runtime}}, output_dir)
+
+
+def restore_final(output_dir: Path, checkpoint: Path) -> list[str]:
+    """The model files of the last checkpoint (adapter, tokenizer, template) copied into output_dir where a
+    stopped final save left them missing; returns their names."""
+    restored = []
+    for path in sorted(checkpoint.iterdir()):
+        if path.is_file() and path.name not in CHECKPOINT_ONLY and not (output_dir / path.name).exists():
+            shutil.copy2(path, output_dir / path.name)
+            restored.append(path.name)
+    return restored
+
+
+def finished_checkpoint(output_dir: Path) -> Path | None:
+    """The newest checkpoint when it is at the run's last step (training has nothing left to do), else None."""
+    name = latest_checkpoint(output_dir)
+    try:
+        state = json.loads((output_dir / str(name) / "trainer_state.json").read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+    done = 0 < int(state.get("max_steps") or 0) <= int(state.get("global_step") or 0)
+    return output_dir / str(name) if done else None

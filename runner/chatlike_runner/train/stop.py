@@ -9,8 +9,11 @@ from __future__ import annotations
 
 import os
 import signal
+from pathlib import Path
 
 from transformers import TrainerCallback
+
+from . import manifest
 
 STOP_SIGNALS = (signal.SIGTERM,)
 
@@ -34,6 +37,8 @@ class StopOnSignalCallback(TrainerCallback):
         if _any_rank(self.requested, args.device):
             control.should_save = True
             control.should_training_stop = True
+            if state.is_world_process_zero and state.global_step < state.max_steps:
+                manifest.record_runtime(Path(args.output_dir), {"stopped_at_step": state.global_step})
 
 
 def _any_rank(flag: bool, device) -> bool:

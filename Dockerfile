@@ -11,9 +11,13 @@
 # Needs BuildKit (DOCKER_BUILDKIT=1 or buildx) for RUN --mount. Every Python package comes from
 # requirements/<flavor>.lock with hashes (requirements/lock.sh regenerates them).
 #
-# The image runs `chatlike-train run CONFIG` as the non-root user `chatlike`; ENTRYPOINT is empty so
-# `docker run IMAGE chatlike-train ...`, the runner, compose and rented boxes (SkyPilot/Runpod/dstack,
-# which replace the entrypoint and run setup as root: `docker run --user 0 ...`) all pass a plain command.
+# Who runs what: the image starts as root, because rented boxes start it so anyway and run their own setup in it
+# first (SkyPilot on Runpod apt-installs its ssh server before our command); `chatlike-train run` started as root
+# drops to the unprivileged user `chatlike` (USER_UID) before it trains, so training never runs as root.
+# chatlike-runner and its jobs pass `--user chatlike`, compose passes CHATLIKE_UID:CHATLIKE_GID (the invoking
+# user's ids, for its bind mounts) and the devcontainer runs as `chatlike` with the invoking user's uid
+# (updateRemoteUserUID); none of them starts anything as root. ENTRYPOINT is empty so that every one of them,
+# and platforms that replace the entrypoint, pass a plain command.
 
 # CUDA 13.0 devel (nvcc for DeepSpeed's JIT ops; its major must match torch's CUDA 13.0), Ubuntu 24.04, Python 3.12.
 # Digest as published for this tag (recorded 2026-06-17 in public pins; not resolvable from this network):
@@ -159,7 +163,7 @@ LABEL org.opencontainers.image.title="chatlike-train" \
       org.chatlike.min-driver="${MIN_DRIVER}" \
       org.chatlike.gpu-archs="${GPU_ARCHS}" \
       org.chatlike.command="chatlike-train run /chatlike/input/config.yml" \
-      org.chatlike.rented-boxes="entrypoint is empty: pods may replace it and run setup as root (--user 0); training runs as uid ${USER_UID}"
+      org.chatlike.rented-boxes="starts as root with an empty entrypoint: platforms run their setup, then chatlike-train run drops to uid ${USER_UID}"
 
 ENV HF_HOME=/chatlike/cache/huggingface \
     CHATLIKE_CONFIGS=/opt/chatlike/configs \
@@ -169,6 +173,5 @@ ENV HF_HOME=/chatlike/cache/huggingface \
     HF_HUB_DISABLE_TELEMETRY=1 \
     PYTHONUNBUFFERED=1
 
-USER ${USER_UID}:${USER_GID}
 WORKDIR /chatlike/work
 CMD ["chatlike-train", "--help"]

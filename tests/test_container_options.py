@@ -33,7 +33,7 @@ def test_a_cpu_run(workdir):
     assert got["ipc_mode"] == "host" and got["shm_size"] is None
     assert got["mem_limit"] is None and got["ulimits"] is None
     assert got["init"] is True and got["tty"] is False and got["stdin_open"] is False
-    assert got["user"] is None, "the image's own user, who owns the folders the volumes start from"
+    assert got["user"] == "chatlike", "never root: the image starts as root for rented boxes"
     assert got["volumes"] == {
         f"chatlike-{RUN_ID}-input": {"bind": c.INPUT_DIR, "mode": "rw"},
         f"chatlike-{RUN_ID}-output": {"bind": c.OUTPUT_DIR, "mode": "rw"},

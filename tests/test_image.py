@@ -20,6 +20,7 @@ import time
 from pathlib import Path
 
 import pytest
+import yaml
 
 from conftest import as_user, need
 
@@ -192,7 +193,7 @@ def test_cpu_image_labels_state_the_installed_versions(cpu_image, docker_client)
 
 
 @pytest.mark.engine
-def test_cpu_image_runs_as_non_root_with_telemetry_off_and_the_runner_contract(cpu_image, docker_client):
+def test_cpu_image_starts_as_root_for_platforms_with_telemetry_off_and_the_runner_contract(cpu_image, docker_client):
     config = docker_client.images.get(cpu_image).attrs["Config"]
     assert not config.get("Entrypoint")
     env = dict(item.split("=", 1) for item in config["Env"])
@@ -208,7 +209,7 @@ def test_cpu_image_runs_as_non_root_with_telemetry_off_and_the_runner_contract(c
     result = _in_image(cpu_image, "sh", "-c", script)
     assert result.returncode == 0, result.stderr
     lines = result.stdout.split("\n")
-    assert lines[0] == "1000"
+    assert lines[0] == "0", "rented boxes start the image as root and run their setup in it"
     assert lines[1:4] == ["1000 /chatlike/input", "1000 /chatlike/output", "1000 /chatlike/cache"]
     assert lines[4:7] == ["cwd-writable", "configs", "tiny-model"]
     assert lines[7] == "/opt/venv/bin/chatlike-train"
@@ -247,6 +248,26 @@ def test_cpu_image_holds_no_build_ca_bundle_or_secret(cpu_image):
     TIMINGS["docker save scan"] = time.monotonic() - start
     assert layers >= 5
     assert found == []
+
+
+@pytest.mark.engine
+def test_started_as_root_the_image_trains_as_its_unprivileged_user(cpu_image, tmp_path):
+    """As SkyPilot starts it on Runpod: as root, our command as is; the trainer is not root, nor its files."""
+    data = tmp_path / "data"
+    data.mkdir()
+    (data / "train.jsonl").write_text("".join(json.dumps(row) + "\n" for row in TINY_DATASET * 8))
+    config = yaml.safe_load((ROOT / "configs" / "cpu-smoke.yml").read_text())
+    config.update(max_steps=2, save_steps=1000, output_dir="/chatlike/output/run")
+    config["datasets"][0]["path"] = "/data/train.jsonl"
+    (data / "config.yml").write_text(yaml.safe_dump(config))
+    data.chmod(0o755)
+    script = "chatlike-train run /data/config.yml >/dev/null 2>&1; echo $?; stat -c '%u' /chatlike/output/run " \
+             "/chatlike/output/run/adapter_model.safetensors; cat /chatlike/output/run/train-manifest.json"
+    result = _in_image(cpu_image, "sh", "-c", script, args=("-v", f"{data}:/data:ro", "-e", "HF_HUB_OFFLINE=1"))
+    assert result.returncode == 0, result.stderr
+    code, folder_uid, adapter_uid, *manifest = result.stdout.splitlines()
+    assert (code, folder_uid, adapter_uid) == ("0", "1000", "1000"), result.stdout[:500]
+    assert json.loads("\n".join(manifest))["user"] == {"uid": 1000, "gid": 1000}
 
 
 TINY_DATASET = [

@@ -35,6 +35,10 @@ ROLE_CHAT = "chat"
 ROLE_EXPORT = "export"
 JOB_KINDS = (ROLE_EVAL, ROLE_EXPORT)  # each writes OUT/<run-id>/<kind>/
 
+# The training image's unprivileged user: every container the runner starts runs as it (the image itself
+# starts as root, for rented boxes' own setup, and `chatlike-train run` drops to it).
+IMAGE_USER = "chatlike"
+
 # One model cache per Docker host, shared by every run, so a base model downloads once.
 CACHE_VOLUME = "chatlike-hf-cache"
 

@@ -345,6 +345,6 @@ def container_options(plan: RunPlan | JobPlan, validate: bool = False) -> dict[s
         "ulimits": [{"name": u.name, "soft": u.soft, "hard": u.hard} for u in plan.ulimits] or None,
         "init": True,  # signals reach the trainer, and a stop is a SIGTERM it can save on
         "stdin_open": own and plan.interactive,
-        "user": None,  # the image's own user (chatlike, uid 1000), who owns the folders the volumes start from
+        "user": c.IMAGE_USER,  # never root: the image's user, who owns the folders the volumes start from
         "tty": False,
     }

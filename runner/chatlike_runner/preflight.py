@@ -220,8 +220,9 @@ def validate(engine: Engine, plan: RunPlan, image_id: str) -> None:
 
 
 def user_ids(engine: Engine, image_id: str) -> tuple[int, int]:
-    """The uid and gid that the image's processes run as."""
-    status, output = engine.run_once("reading the image's user", image_id, {"command": ["sh", "-c", "id -u; id -g"]})
+    """The uid and gid of the image's user, whom the runner's containers run as."""
+    options = {"command": ["sh", "-c", "id -u; id -g"], "user": c.IMAGE_USER}
+    status, output = engine.run_once("reading the image's user", image_id, options)
     numbers = output.split()
     if status != 0 or len(numbers) != 2 or not all(n.isdigit() for n in numbers):
         raise ChatlikeError(f"cannot tell which user {image_id[:19]} runs as (`id` said: {output[:100]!r})")

@@ -46,8 +46,8 @@ def rootfs() -> bytes:
         for applet in applets:
             if applet != "busybox":
                 add(f"bin/{applet}", link="busybox")
-        add("etc/passwd", data=f"root:x:0:0::/root:/bin/sh\ntrainer:x:{UID}:{UID}::/tmp:/bin/sh\n".encode())
-        add("etc/group", data=f"root:x:0:\ntrainer:x:{UID}:\n".encode())
+        add("etc/passwd", data=f"root:x:0:0::/root:/bin/sh\nchatlike:x:{UID}:{UID}::/tmp:/bin/sh\n".encode())
+        add("etc/group", data=f"root:x:0:\nchatlike:x:{UID}:\n".encode())
         add("usr/local/bin/chatlike-train", data=SCRIPT.read_bytes(), mode=0o755)
     return buffer.getvalue()
 
@@ -62,6 +62,6 @@ def ensure(client) -> str:
             data,
             repository=REPOSITORY,
             tag=ref.rpartition(":")[2],
-            changes=[f"USER {UID}:{UID}", "ENV PATH=/usr/local/bin:/bin", 'CMD ["chatlike-train"]'],
+            changes=["ENV PATH=/usr/local/bin:/bin", 'CMD ["chatlike-train"]'],  # starts as root, like the real one
         )
     return ref

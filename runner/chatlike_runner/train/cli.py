@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import pwd
 import sys
 from pathlib import Path
 
@@ -25,6 +26,27 @@ def _say(line: str, log_path: Path) -> None:
         log.write(f"chatlike-train: {line}\n")
 
 
+def _training_user(output_dir: Path) -> str | None:
+    """Started as root (rented boxes start the image so), become the image's unprivileged user before training,
+    after giving it the output folder and the model cache where a platform mounted them as root's. Returns who
+    that is, or None when nothing changed (not root, or no such user: a venv outside the image)."""
+    if os.geteuid() != 0:
+        return None
+    try:
+        user = pwd.getpwnam(os.environ.get("CHATLIKE_USER", "chatlike"))
+    except KeyError:
+        return None
+    for folder in [output_dir] + ([Path(os.environ["HF_HOME"])] if os.environ.get("HF_HOME") else []):
+        folder.mkdir(parents=True, exist_ok=True)
+        if folder.stat().st_uid == 0:
+            os.chown(folder, user.pw_uid, user.pw_gid)
+    os.setgroups([])
+    os.setgid(user.pw_gid)
+    os.setuid(user.pw_uid)
+    os.environ.update(HOME=user.pw_dir, USER=user.pw_name, LOGNAME=user.pw_name)
+    return f"{user.pw_name} (uid {user.pw_uid})"
+
+
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
 def main() -> None:
     """Train or check an Axolotl config inside the chatlike training image."""
@@ -43,6 +65,7 @@ def run(config_path: Path) -> None:
     gpus = visible_gpus()
     effective = cfg.effective(raw, config_path.parent.absolute(), gpus.count, os.environ)
     output_dir = Path(effective["output_dir"])
+    became = _training_user(output_dir)
     log_path = output_dir / LOG_NAME
     log_path.parent.mkdir(parents=True, exist_ok=True)
     effective_path = output_dir / cfg.EFFECTIVE_NAME
@@ -63,6 +86,8 @@ def run(config_path: Path) -> None:
              + (f"; its model files restored to {output_dir}" if restored else ""), log_path)
         manifest.write(manifest.finish(started, output_dir, 0, None), output_dir)
         sys.exit(0)
+    if became:
+        _say(f"started as root: training as {became}", log_path)
     where = f"{gpus.count} GPU(s): {', '.join(gpus.names)}" if gpus.count else "no GPU: training on CPU"
     _say(f"{where}; running {' '.join(command)}", log_path)
 

@@ -118,6 +118,7 @@ def start(config: Path, effective: Path, datasets: list[Path], gpus: Gpus, comma
         "torch": torch_build(),
         "python": platform.python_version(),
         "platform": platform.platform(),
+        "user": {"uid": os.getuid(), "gid": os.getgid()},
         "packages": imported_versions(),
         "pip_freeze_sha256": hashlib.sha256("\n".join(freeze).encode()).hexdigest(),
     }

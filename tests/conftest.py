@@ -195,3 +195,25 @@ def ssh_host(workdir, docker_client):
     yield f"ssh://root@127.0.0.1:{port}", f"[127.0.0.1]:{port} {host_key[0]} {host_key[1]}\n", ssh_dir
     sshd.terminate()
     sshd.wait(timeout=10)
+
+
+@pytest.fixture(scope="session")
+def registry_host(tmp_path_factory, docker_client):
+    """A real registry (Debian's docker-registry) on loopback, no credentials; yields its host:port."""
+    binary = Path("/usr/bin/docker-registry")
+    if not binary.exists():
+        need("docker-registry is not installed (apt-get install docker-registry)")
+    folder = tmp_path_factory.mktemp("registry")
+    port = _free_port()
+    config = folder / "config.yml"
+    config.write_text(f"version: 0.1\nstorage:\n  filesystem:\n    rootdirectory: {folder / 'data'}\n"
+                      f"http:\n  addr: 127.0.0.1:{port}\n")
+    server = subprocess.Popen([binary, "serve", config], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    for _ in range(100):
+        with socket.socket() as sock:
+            if sock.connect_ex(("127.0.0.1", port)) == 0:
+                break
+        time.sleep(0.1)
+    yield f"localhost:{port}"
+    server.terminate()
+    server.wait(timeout=10)

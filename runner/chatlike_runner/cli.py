@@ -11,10 +11,10 @@ import click
 from rich.console import Console
 from rich.table import Column, Table
 
-from . import __version__, build, jobs, preflight, runs
+from . import __version__, build, jobs, preflight, registry, runs
 from . import constants as c
 from .errors import ChatlikeError
-from .events import ChatReady, Event, Following, JobDone, Log, Note, Outcome, Said
+from .events import ChatReady, Event, Following, JobDone, Log, Note, Outcome, Pushed, Said
 from .follow import uninterruptible
 from .flags import parse_gpus
 from .plan import build_plan
@@ -93,6 +93,10 @@ def _show(events: Iterator[Event], chat: _Chat | None = None) -> None:
                 _finish(event)
             elif isinstance(event, JobDone):
                 (_eval_summary if event.kind == c.ROLE_EVAL else _export_summary)(event)
+            elif isinstance(event, Pushed):
+                console.print(f"pushed {event.ref}", style="green")
+                console.print(f"next: rented boxes launch it by this digest (recorded in {registry.state_file()}); "
+                              f"on a VM with Docker: `chatlike-runner start CONFIG --image {event.ref} --host ssh://…`")
             elif isinstance(event, ChatReady) and chat:
                 chat.ready(event)
             elif isinstance(event, Said) and chat:
@@ -364,6 +368,22 @@ def export_model(run: str, out: Path, quant: str, name: str, heldout: Path | Non
     """
     _show(jobs.export(out, run, quant=quant, name=name, heldout=heldout, image=image, host=host, gpus="none", env=env,
                       force=force))
+
+
+@cli.command()
+@click.argument("ref")
+@click.option("--image", default=c.DEFAULT_IMAGE, show_default=True, help="The built image to push.")
+@host_option
+def push(ref: str, image: str, host: str | None) -> None:
+    """Push the training image to a registry as REF (REGISTRY/NAME:TAG) and record the digest it got, by which
+    rented boxes then launch it (they cannot see this engine's images). Log in first with `docker login`.
+
+    \b
+    Examples:
+      chatlike-runner push ghcr.io/you/chatlike-train:v1
+      chatlike-runner push localhost:5000/chatlike/train:cpu --image chatlike/train:cpu
+    """
+    _show(registry.push(host, image, ref))
 
 
 @cli.command(name="ls")

@@ -26,6 +26,7 @@ from docker.utils.socket import frames_iter
 
 from . import constants as c
 from .errors import ChatlikeError
+from .flags import split_tag
 
 CHUNK = 1 << 20
 SSH_POOLS = 4
@@ -217,6 +218,36 @@ class Engine:
         digests = tuple(attrs.get("RepoDigests") or ())
         self._digests[attrs["Id"]] = digests
         return Image(ref, attrs["Id"], digests, dict((attrs.get("Config") or {}).get("Labels") or {}))
+
+    def push(self, image: str, target: str) -> Iterator[str]:
+        """Tag `image` as `target` (REGISTRY/NAME:TAG) and push it; yields the registry's progress lines, and
+        returns the digest it stored the image under. Credentials are docker's own (`docker login`)."""
+        repository, tag = split_tag(target)
+        with translated(f"pushing {target}"):
+            self.api.tag(image, repository, tag)
+            digest = None
+            for event in self.api.push(repository, tag=tag, stream=True, decode=True):
+                if "error" in event:
+                    raise ChatlikeError(f"pushing {target}: the registry said: {event['error']}; "
+                                        f"`docker login {repository.split('/')[0]}` if it needs credentials")
+                digest = (event.get("aux") or {}).get("Digest") or digest
+                if event.get("status") and not event.get("progress"):
+                    yield " ".join(str(event[key]) for key in ("id", "status") if event.get(key))
+        if digest is None:
+            raise ChatlikeError(f"pushing {target}: the registry did not say under which digest it stored the image")
+        return digest
+
+    def pull(self, ref: str) -> Iterator[str]:
+        """Pull `ref` (REGISTRY/NAME@sha256:… or :TAG); yields progress lines."""
+        repository, _, digest = ref.partition("@")
+        name, tag = (repository, digest) if digest else split_tag(repository)
+        with translated(f"pulling {ref}"):
+            for event in self.api.pull(name, tag=tag, stream=True, decode=True):
+                if "error" in event:
+                    raise ChatlikeError(f"pulling {ref}: the registry said: {event['error']}; "
+                                        f"`docker login {name.split('/')[0]}` if it needs credentials")
+                if event.get("status") and not event.get("progress"):
+                    yield " ".join(str(event[key]) for key in ("id", "status") if event.get(key))
 
     def run_once(self, action: str, image: str, options: Mapping[str, Any]) -> tuple[int, str]:
         """Run a throwaway container of `image` with container `options` to its end; returns its exit

@@ -69,4 +69,12 @@ class Said:
     end: str | None = None
 
 
-Event = Note | Following | Log | Outcome | JobDone | ChatReady | Said
+@dataclass(frozen=True)
+class Pushed:
+    """The image is on the registry as `ref` (REGISTRY/NAME@sha256:…), the digest a launch names it by."""
+
+    ref: str
+    image_id: str
+
+
+Event = Note | Following | Log | Outcome | JobDone | ChatReady | Said | Pushed

@@ -113,3 +113,11 @@ def parse_env_names(names: Sequence[str], environ: Mapping[str, str]) -> tuple[s
             raise ChatlikeError(f"--env {name}: {name} is not set in this shell; export it first")
         chosen.append(name)
     return tuple(dict.fromkeys(chosen))
+
+
+def split_tag(ref: str) -> tuple[str, str]:
+    """An image reference REGISTRY:PORT/NAME:TAG as (REGISTRY:PORT/NAME, TAG); no tag means latest."""
+    name, _, tag = ref.rpartition(":")
+    if not name or "/" in tag:
+        return ref, "latest"
+    return name, tag

@@ -11,7 +11,7 @@ import json
 from collections.abc import Generator, Iterator
 from pathlib import Path
 
-from . import artifacts, build, preflight
+from . import artifacts, build, preflight, registry
 from . import constants as c
 from .collect import collect
 from .engine import Engine, Run
@@ -28,11 +28,9 @@ OOM_EXIT = 137
 def start(plan: RunPlan, stop_timeout: int = c.STOP_TIMEOUT) -> Iterator[Event]:
     """Check, create, stage and start a run; then follow and collect it unless detached.
 
-    A smoke run builds its CPU image first when it is missing; never the CUDA one (big, and it needs the
-    GPU checks of `chatlike-runner build`).
+    A missing image is pulled first when named by digest; a smoke run's CPU image is built when missing.
     """
-    smoke_build = plan.smoke and plan.image != c.DEFAULT_IMAGE
-    engine = (yield from _build_if_missing(plan, "cpu")) if smoke_build else None
+    engine = yield from _image_ready(plan)
     engine, image = preflight.for_run(plan, engine)
     run = yield from launch(engine, plan, image)
     with CtrlC() as ctrl_c:  # from here on a Ctrl-C stops the started run gracefully
@@ -43,17 +41,21 @@ def start(plan: RunPlan, stop_timeout: int = c.STOP_TIMEOUT) -> Iterator[Event]:
         yield from follow_and_collect(engine, run, plan.out_dir, ctrl_c, stop_timeout)
 
 
-def _build_if_missing(plan: RunPlan, flavor: str) -> Generator[Note, None, Engine | None]:
-    """The engine, with `plan.image` built on it when it was missing (None when the engine is unreachable:
-    preflight says so with the other checks)."""
+def _image_ready(plan: RunPlan) -> Generator[Event, None, Engine | None]:
+    """The engine, with `plan.image` on it when it can be got: pulled when named by digest, or built when a
+    smoke run's CPU image is missing (never the CUDA one: big, and it needs the GPU checks of `build`). None
+    when the engine is unreachable: preflight says so with the other checks."""
     engine = preflight.engine_check(plan.host).data
     if engine is None or engine.image(plan.image) is not None:
         return engine
-    yield Note(f"image {plan.image} is not on {engine.url}: building the {flavor} flavor now "
-               f"(about {build.FIRST_BUILD_MINUTES[flavor]} minutes the first time, seconds after)")
-    code = build.build(flavor, plan.host, plan.image, None)
-    if code != 0:
-        raise ChatlikeError(f"building {plan.image} failed (exit {code}); the build's output above says why")
+    if registry.is_digest(plan.image):
+        yield from registry.pull_if_missing(engine, plan.image)
+    elif plan.smoke and plan.image != c.DEFAULT_IMAGE:
+        yield Note(f"image {plan.image} is not on {engine.url}: building the cpu flavor now "
+                   f"(about {build.FIRST_BUILD_MINUTES['cpu']} minutes the first time, seconds after)")
+        code = build.build("cpu", plan.host, plan.image, None)
+        if code != 0:
+            raise ChatlikeError(f"building {plan.image} failed (exit {code}); the build's output above says why")
     return engine
 
 

@@ -10,7 +10,7 @@ TRAIN_VENV ?= .venv-train
 $(BIN)/chatlike-runner: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install -qq --upgrade pip
-	$(BIN)/pip install -qq -e '.[test]'
+	$(BIN)/pip install -qq -e '.[test,cloud]'
 	touch $@
 
 setup: $(BIN)/chatlike-runner

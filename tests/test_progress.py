@@ -64,3 +64,16 @@ def test_plain_display_prints_progress_lines():
     assert "loading" in text
     assert "1/10 [00:01" not in text  # bar updates are folded into the progress line
     assert "[progress] step 1/10  loss 2.5  lr 0.0001  eta 00:09" in text
+
+
+def test_the_last_step_shows_when_the_bar_reaches_it():
+    """The Trainer logs a step's loss before its bar moves on, and tqdm skips bar updates: the last loss may come
+    while the bar still says 9/10. The step the run ends at is shown when the bar gets there, once."""
+    out = io.StringIO()
+    display = Display(Console(file=out, force_terminal=False, width=200), "run1")
+    with display:
+        for line in [" 90%|#########  | 9/10 [00:09<00:01,  1.00it/s]", "{'loss': 1.5, 'learning_rate': 0.0001}",
+                     "100%|##########| 10/10 [00:10<00:00,  1.00it/s]", "100%|##########| 10/10 [00:10<00:00,  1.00it/s]"]:
+            display.show(line)
+    progress = [line for line in out.getvalue().splitlines() if line.startswith("[progress]")]
+    assert progress == ["[progress] step 9/10  loss 1.5  lr 0.0001  eta 00:01", "[progress] step 10/10  loss 1.5  lr 0.0001  eta 00:00"]

@@ -370,3 +370,27 @@ def test_doctor_reports_every_check(cli, standin_image):
     names = [line.split()[0] for line in result.stdout.splitlines()[1:] if line.strip() and not line.startswith(" " * 10)]
     assert {"engine", "image", "gpus", "space"} <= set(names), result.stdout
     assert ("FAIL" in result.stdout) == (result.returncode == 2)
+
+
+def test_reproduce_runs_the_same_inputs_again_and_refuses_changed_data(cli, workdir, standin_image, leftovers):
+    first = cli("start", "config.yml", "--image", standin_image)
+    assert first.returncode == 0, first.stderr
+    run_id = run_dir(workdir / "outputs").name
+    assert (workdir / "outputs" / run_id / "inputs" / "config.yml").read_text().startswith("base_model: tiny")
+    (workdir / "config.yml").write_text("base_model: changed-since\n")  # the config as staged is what runs again
+    again = cli("reproduce", run_id)
+    assert again.returncode == 0, again.stdout + again.stderr
+    assert f"reproducing run {run_id} as run " in again.stdout
+    assert f"first 5 steps' losses (run {run_id} / this run): 3.0000 / 3.0000" in again.stdout
+    assert "the same within 0.01" in again.stdout
+    second = next(p for p in (workdir / "outputs").iterdir() if p.name != run_id)
+    manifest = json.loads((second / "manifest.json").read_text())
+    original = json.loads((workdir / "outputs" / run_id / "manifest.json").read_text())
+    assert manifest["flags"]["reproduces"] == run_id and manifest["image"]["id"] == original["image"]["id"]
+    assert manifest["dataset_sha256"] == original["dataset_sha256"]
+    assert manifest["config_sha256"] == original["config_sha256"]
+    with (workdir / "data" / "train.jsonl").open("a") as handle:
+        handle.write("{}\n")
+    refused = cli("reproduce", str(workdir / "outputs" / run_id / "manifest.json"))
+    assert refused.returncode == 2 and len(refused.stderr.strip().splitlines()) == 1, refused.stderr
+    assert f"data/train.jsonl changed since run {run_id} trained on it; reproducing it needs the same" in refused.stderr

@@ -81,3 +81,13 @@ def test_smoke_from_nothing_writes_the_example_and_builds_the_image(cpu_image, d
     finally:
         with contextlib.suppress(docker.errors.DockerException):
             docker_client.images.remove(tag)
+
+
+def test_reproduce_a_smoke_run_matches_its_first_losses(cli, cpu_image, dataset, workdir, leftovers):
+    first = cli("start", "--smoke", "--data", str(dataset), timeout=900)
+    assert first.returncode == 0, first.stdout[-3000:] + first.stderr
+    run_id = started_run(first.stdout)
+    again = cli("reproduce", run_id, timeout=900)
+    assert again.returncode == 0, again.stdout[-3000:] + again.stderr
+    assert f"first 5 steps' losses (run {run_id} / this run)" in again.stdout
+    assert "the same within 0.01" in again.stdout, again.stdout[-2000:]

@@ -48,9 +48,12 @@ def manifest(
     engine: dict[str, Any],
     inputs: dict[str, str],
     files: list[dict[str, Any]],
+    rented: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
-    """The run's record: what ran, on what, with which inputs, and how it ended. No secret values."""
+    """The run's record: what ran, on what (`rented`: the provider, region, machine and hourly price of a rented
+    box), with which inputs, and how it ended. No secret values."""
     return {
+        **({"rented": rented} if rented else {}),
         "run_id": run.id,
         "status": run.status,
         "complete": run.complete,

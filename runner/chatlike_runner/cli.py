@@ -11,10 +11,10 @@ import click
 from rich.console import Console
 from rich.table import Column, Table
 
-from . import __version__, build, jobs, preflight, registry, runs
+from . import __version__, build, jobs, preflight, registry, rented, renting, reproduce, runs
 from . import constants as c
 from .errors import ChatlikeError
-from .events import ChatReady, Event, Following, JobDone, Log, Note, Outcome, Pushed, Said
+from .events import ChatReady, Event, Following, JobDone, Log, Note, Outcome, Pushed, Said, TaskReady
 from .follow import uninterruptible
 from .flags import parse_gpus
 from .plan import build_plan
@@ -38,6 +38,35 @@ out_option = click.option(
     callback=lambda _ctx, _param, value: value.expanduser().resolve(),
     help="Folder that receives OUT/<run-id>/.",
 )
+
+
+def rent_options(command):
+    """--on and the choices of a rented box, shared by `start` and `reproduce`."""
+    options = [
+        click.option("--on", "on", type=click.Choice(rented.PROVIDERS), help="Rent the GPUs: run on a Runpod pod or Lambda VMs through SkyPilot (pip install 'chatlike-runner[cloud]'); the image by registry digest (see `push`)."),
+        click.option("--gpu", "gpu", metavar="TYPE:COUNT", help="With --on: GPUs per node.  [default: RTX3090:2 on runpod, A6000:2 on lambda]"),
+        click.option("--nodes", default=1, show_default=True, help="With --on lambda: machines, joined by accelerate's multi-node launch (untested on real hardware)."),
+        click.option("--spot", is_flag=True, help="With --on runpod: spot (interruptible) pricing."),
+        click.option("--disk", default=rented.DEFAULT_DISK_GB, show_default=True, help="With --on: disk per node, in GB."),
+        click.option("--keep", is_flag=True, help="With --on: leave the cluster up after the run (it keeps billing)."),
+        click.option("--dry-run", is_flag=True, help="With --on: write the SkyPilot task, check it offline and print it; launch nothing."),
+    ]
+    for option in reversed(options):
+        command = option(command)
+    return command
+
+
+def _rented(on: str | None, gpu: str | None, nodes: int, spot: bool, disk: int, keep: bool,
+            dry_run: bool) -> rented.Rented | None:
+    """The rented box `--on` asks for; None without --on (where its options mean nothing and are refused)."""
+    if on is None:
+        given = [name for name, value in (("--gpu", gpu), ("--nodes", nodes != 1), ("--spot", spot),
+                                          ("--disk", disk != rented.DEFAULT_DISK_GB), ("--keep", keep),
+                                          ("--dry-run", dry_run)) if value]
+        if given:
+            raise click.UsageError(f"{', '.join(given)} only apply to rented boxes: add --on runpod or --on lambda")
+        return None
+    return rented.rented(on, gpu, nodes=nodes, spot=spot, disk_gb=disk, keep=keep)
 
 
 class _Chat:
@@ -93,6 +122,8 @@ def _show(events: Iterator[Event], chat: _Chat | None = None) -> None:
                 _finish(event)
             elif isinstance(event, JobDone):
                 (_eval_summary if event.kind == c.ROLE_EVAL else _export_summary)(event)
+            elif isinstance(event, TaskReady):
+                _task_ready(event)
             elif isinstance(event, Pushed):
                 console.print(f"pushed {event.ref}", style="green")
                 console.print(f"next: rented boxes launch it by this digest (recorded in {registry.state_file()}); "
@@ -108,6 +139,16 @@ def _show(events: Iterator[Event], chat: _Chat | None = None) -> None:
     finally:
         if display is not None:
             display.__exit__()
+
+
+def _task_ready(ready: TaskReady) -> None:
+    if not ready.dry_run:
+        console.print(f"SkyPilot task {ready.path} checked: {ready.summary}")
+        return
+    sys.stdout.write(ready.text)
+    console.print(f"checked offline against SkyPilot's schema and catalog: it would run on {ready.summary}", style="green")
+    console.print(f"nothing was launched. The task and what it uploads are in {ready.path.parent}; "
+                  "launch it with the same command without --dry-run")
 
 
 def _typed() -> Iterator[str]:
@@ -195,9 +236,11 @@ def cli() -> None:
 @click.option("--detach", "-d", is_flag=True, help="Start and return at once; `attach` or `fetch` later.")
 @click.option("--validate/--no-validate", default=True, show_default=True, help="Check config and dataset with `chatlike-train validate` in the image first.")
 @click.option("--stop-timeout", default=c.STOP_TIMEOUT, show_default=True, help="Seconds a stopped run gets to save before it is killed.")
+@rent_options
 def start(config: Path | None, smoke: bool, data: Path | None, out: Path, image: str | None, host: str | None, gpus: str, shm_size: str | None,
           memory: str | None, ulimits: tuple[str, ...], env: tuple[str, ...], detach: bool, validate: bool,
-          stop_timeout: int) -> None:
+          stop_timeout: int, on: str | None, gpu: str | None, nodes: int, spot: bool, disk: int, keep: bool,
+          dry_run: bool) -> None:
     """Train CONFIG (an Axolotl YAML file) in a container and copy the adapter to OUT/<run-id>/.
 
     \b
@@ -205,7 +248,16 @@ def start(config: Path | None, smoke: bool, data: Path | None, out: Path, image:
       chatlike-runner start configs/llama-3.1-8b-qlora.yml --data data/train.jsonl --gpus all
       chatlike-runner start cfg.yml --host ssh://ubuntu@203.0.113.7 --gpus all --detach
       chatlike-runner start --smoke
+      chatlike-runner start cfg.yml --data data/train.jsonl --on runpod --gpu RTX3090:2
     """
+    where = _rented(on, gpu, nodes, spot, disk, keep, dry_run)
+    if where is not None:
+        if smoke or detach or config is None:
+            raise click.UsageError("--on trains CONFIG on rented GPUs and follows it: give CONFIG, without --smoke or --detach")
+        image = rented.launch_image(image, registry.last_pushed())
+        plan = build_plan(config, data=data, out=out, image=image, env=env, validate=False)
+        _show(renting.start_on(plan, where, image, dry_run=dry_run, stop_timeout=stop_timeout))
+        return
     if smoke:
         config = config or c.SMOKE_CONFIG
         image = image or c.CPU_IMAGE
@@ -368,6 +420,23 @@ def export_model(run: str, out: Path, quant: str, name: str, heldout: Path | Non
     """
     _show(jobs.export(out, run, quant=quant, name=name, heldout=heldout, image=image, host=host, gpus="none", env=env,
                       force=force))
+
+
+@cli.command(name="reproduce")
+@click.argument("run")
+@out_option
+@host_option
+@click.option("--image", help="Image to run.  [default: the run's own: its registry digest, else its id]")
+@click.option("--stop-timeout", default=c.STOP_TIMEOUT, show_default=True, help="Seconds a stopped run gets to save before it is killed.")
+@rent_options
+def reproduce_run(run: str, out: Path, host: str | None, image: str | None, stop_timeout: int, on: str | None,
+                  gpu: str | None, nodes: int, spot: bool, disk: int, keep: bool, dry_run: bool) -> None:
+    """Run RUN again from what it recorded: the same image, its config as staged and the same data (refused when
+    its sha256 differs); then its first steps' losses beside the original's. RUN: a run id in OUT, or the path
+    of a run's manifest.json.
+    """
+    where = _rented(on, gpu, nodes, spot, disk, keep, dry_run)
+    _show(reproduce.reproduce(host, run, out, image, stop_timeout, where, dry_run))
 
 
 @cli.command()

@@ -1,4 +1,5 @@
-"""Collect: copy a run's output volume, its log and a manifest home to OUT/<run-id> (or OUT/<run-id>.partial).
+"""Collect: copy a run's output volume, its staged configs, its log and a manifest home to OUT/<run-id> (or
+OUT/<run-id>.partial).
 
 The output volume streams home as a tar unpacked chunk by chunk (unpack.py) into a hidden folder;
 artifacts.py writes the manifest last and publishes the folder with one rename.
@@ -6,7 +7,6 @@ artifacts.py writes the manifest last and publishes the folder with one rename.
 
 from __future__ import annotations
 
-import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -26,9 +26,10 @@ def collect(engine: Engine, run: Run, out_dir: Path) -> Path:
 
     def fill(tmp: Path) -> dict[str, Any]:
         files = unpack(engine.archive(run, c.OUTPUT_DIR), tmp)
-        with tempfile.TemporaryDirectory(dir=tmp.parent) as inputs:
-            unpack(engine.archive(run, f"{c.INPUT_DIR}/{c.INPUT_SUMS}"), Path(inputs), strip=0)
-            sums = (Path(inputs) / c.INPUT_SUMS).read_text(encoding="utf-8", errors="replace")
+        inputs = tmp / c.RUN_INPUTS  # the configs as staged (not the data): what `reproduce` runs again
+        for name in (c.CONFIG_NAME, c.ORIGINAL_CONFIG_NAME, c.INPUT_SUMS):
+            unpack(engine.archive(run, f"{c.INPUT_DIR}/{name}"), inputs, strip=0)
+        sums = (inputs / c.INPUT_SUMS).read_text(encoding="utf-8", errors="replace")
         log = tmp / artifacts.CONTAINER_LOG
         log.parent.mkdir(parents=True, exist_ok=True)
         with log.open("w", encoding="utf-8") as handle:

@@ -18,6 +18,7 @@ CACHE_DIR = "/chatlike/cache"
 CONFIG_NAME = "config.yml"
 ORIGINAL_CONFIG_NAME = "config.original.yml"
 INPUT_SUMS = "SHA256SUMS"  # sha256 of every staged file, written last into the input volume
+RUN_INPUTS = "inputs"  # in a run's folder at home: its configs as staged, and their SHA256SUMS
 JOB_RUN_DIR = "run"  # a job's input volume: the run's published folder, and the held-out set
 JOB_HELDOUT = "data/heldout.jsonl"
 

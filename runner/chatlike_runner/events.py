@@ -77,4 +77,16 @@ class Pushed:
     image_id: str
 
 
-Event = Note | Following | Log | Outcome | JobDone | ChatReady | Said | Pushed
+@dataclass(frozen=True)
+class TaskReady:
+    """A rented run's SkyPilot task, written to `path` and checked offline: where it would run, and at what price."""
+
+    run_id: str
+    path: Path
+    text: str
+    placement: dict[str, Any]
+    summary: str
+    dry_run: bool
+
+
+Event = Note | Following | Log | Outcome | JobDone | ChatReady | Said | Pushed | TaskReady

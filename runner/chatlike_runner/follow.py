@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import queue
 import signal
 import threading
 import time
@@ -78,3 +79,39 @@ def uninterruptible() -> Iterator[None]:
         yield
     finally:
         signal.signal(signal.SIGINT, previous)
+
+
+class Tail:
+    """A log read on a thread of its own, so that Ctrl-C and a deadline are noticed while no line comes (a
+    rented box's log arrives through SkyPilot, which cannot be interrupted mid-read)."""
+
+    def __init__(self, source: Iterator[str]) -> None:
+        self.ended = False
+        self._queue: queue.Queue[str | BaseException | None] = queue.Queue()
+        threading.Thread(target=self._read, args=(source,), daemon=True).start()
+
+    def _read(self, source: Iterator[str]) -> None:
+        try:
+            for text in source:
+                self._queue.put(text)
+        except BaseException as exc:  # handed to the reader: a dropped connection ends the follow, loudly
+            self._queue.put(exc)
+        self._queue.put(None)
+
+    def lines(self, stop: threading.Event | None = None, timeout: float | None = None) -> Iterator[str]:
+        """The log's lines until it ends, `stop` is set, or `timeout` seconds pass."""
+        deadline = None if timeout is None else time.monotonic() + timeout
+        while not self.ended and not (stop is not None and stop.is_set()):
+            if deadline is not None and time.monotonic() > deadline:
+                return
+            try:
+                item = self._queue.get(timeout=0.2)
+            except queue.Empty:
+                continue
+            if item is None:
+                self.ended = True
+            elif isinstance(item, BaseException):
+                self.ended = True
+                raise item
+            else:
+                yield from (part for part in item.splitlines() if part.strip())

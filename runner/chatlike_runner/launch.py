@@ -19,22 +19,18 @@ from .plan import RunPlan, container_options
 
 
 def launch(
-    engine: Engine, plan: RunPlan, image: Image, earlier: Path | None = None, expected: Mapping[str, str] | None = None
+    engine: Engine, plan: RunPlan, image: Image, earlier: Path | None = None, expected: Mapping[str, str] | None = None,
+    source: str | None = None,
 ) -> Generator[Note, None, Run]:
-    """Create, stage (and `earlier` outputs back), validate, start; `expected` are the sha256s a resumed
-    run's inputs must still have. Returns the started run."""
+    """Create, stage (and `earlier` outputs back), validate, start. `expected` are the sha256s the inputs must
+    have: those run `source` trained on (a resumed or reproduced run). Returns the started run."""
     run = engine.create(plan.run_id, image.id, container_options(plan), [plan.input_volume, plan.output_volume])
     try:
         digests: dict[str, str] = {}
         engine.put(run, c.INPUT_DIR, stage.input_archive(plan, digests))
-        changed = sorted(name for name, digest in (expected or {}).items() if digests.get(name) != digest)
-        if changed:
-            raise ChatlikeError(
-                f"{', '.join(changed)} changed since run {plan.run_id} started; a resumed run needs the same "
-                "config and data: restore them or start a new run"
-            )
+        check_unchanged(plan, digests, expected, source)
         if earlier is not None:
-            skip = frozenset({artifacts.MANIFEST, artifacts.CONTAINER_LOG})
+            skip = frozenset({artifacts.MANIFEST, artifacts.CONTAINER_LOG, c.RUN_INPUTS})
             owner = preflight.user_ids(engine, image.id)
             engine.put(run, c.OUTPUT_DIR, stage.output_archive(earlier, owner, skip))
         if plan.validate:
@@ -46,3 +42,15 @@ def launch(
             engine.remove_run(plan.run_id)
         raise
     return run
+
+
+def check_unchanged(plan: RunPlan, digests: Mapping[str, str], expected: Mapping[str, str] | None,
+                    source: str | None) -> None:
+    """Refuse inputs whose sha256 differs from what run `source` trained on (a resumed or reproduced run)."""
+    changed = sorted(name for name, digest in (expected or {}).items() if digests.get(name) != digest)
+    if changed:
+        raise ChatlikeError(
+            f"{', '.join(changed)} changed since run {source or plan.run_id} trained on it; "
+            f"{'reproducing' if plan.reproduces else 'resuming'} it needs the same config and data: "
+            "restore them or start a new run"
+        )

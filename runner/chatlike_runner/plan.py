@@ -82,6 +82,7 @@ class RunPlan(_Container):
     detach: bool
     validate: bool = True  # run `chatlike-train validate` in the image before training
     smoke: bool = False  # the CPU smoke run (`start --smoke`)
+    reproduces: str | None = None  # the run whose manifest this one runs again (`reproduce`)
 
     role = c.ROLE_TRAIN
 
@@ -114,6 +115,7 @@ class RunPlan(_Container):
             "detach": self.detach,
             "validate": self.validate,
             "smoke": self.smoke,
+            "reproduces": self.reproduces,
             "command": list(self.command),
         }
 
@@ -195,6 +197,15 @@ def local_path(path: str, config_dir: Path) -> Path:
     return (local if local.is_absolute() else config_dir / local).resolve()
 
 
+def staged_path(host_path: Path, names: set[str]) -> StagedPath:
+    """Where a dataset lands under the input volume: data/NAME, numbered when NAME is taken (`names` grows)."""
+    name = host_path.name
+    if name in names:
+        name = f"{len(names)}-{name}"
+    names.add(name)
+    return StagedPath(host_path.resolve(), f"data/{name}")
+
+
 def render_config(raw: dict, config_dir: Path, data: Path | None) -> tuple[dict, tuple[StagedPath, ...]]:
     """Point the config's local datasets and output at container paths; list what to stage."""
     config = dict(raw)
@@ -203,11 +214,7 @@ def render_config(raw: dict, config_dir: Path, data: Path | None) -> tuple[dict,
 
     def stage(host_path: Path) -> str:
         _check_readable(host_path, "dataset")
-        name = host_path.name
-        if name in names:
-            name = f"{len(names)}-{name}"
-        names.add(name)
-        entry = StagedPath(host_path.resolve(), f"data/{name}")
+        entry = staged_path(host_path, names)
         staged.append(entry)
         return entry.container_path
 
@@ -310,8 +317,13 @@ def replan(flags: Mapping[str, Any], run_id: str, out: Path, host: str | None = 
         environ=environ,
         run_id=run_id,
     )
-    plan = build_plan(Path(flags["config"]), **options)
-    if [s.host_path for s in plan.data] != staged and len(staged) == 1:
+    if len(staged) != 1:
+        return build_plan(Path(flags["config"]), **options)
+    try:  # the config's own dataset path, unless the run was given --data (the path the config names may not exist)
+        plan = build_plan(Path(flags["config"]), **options)
+    except ChatlikeError:
+        plan = None
+    if plan is None or [s.host_path for s in plan.data] != staged:
         plan = build_plan(Path(flags["config"]), data=staged[0], **options)
     return plan
 

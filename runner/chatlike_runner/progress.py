@@ -7,6 +7,7 @@ import os
 import re
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
+from pathlib import Path
 
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TaskID, TextColumn
@@ -17,6 +18,22 @@ from . import constants as c
 _BAR = re.compile(r"^\s*\d+%\|[^|]*\|\s*(\d+)/(\d+)\s*\[([0-9:]+)<([0-9:]+|\?)")
 # Its log dicts: "{'loss': 1.23, 'grad_norm': 0.5, 'learning_rate': 0.0002, 'epoch': 0.5}" (values may be quoted).
 METRIC = re.compile(r"['\"](loss|eval_loss|learning_rate|epoch)['\"]\s*:\s*['\"]?([-+]?(?:\d+\.?\d*(?:[eE][-+]?\d+)?|nan|inf))")
+
+
+def loss_curve(log: Path, logging_steps: int = 1) -> list[dict[str, float]]:
+    """Loss (and eval loss) against step, from a run's log: the Trainer logs its loss every `logging_steps`
+    optimizer steps (a resumed run's log goes on where the stopped one ended). Empty without a log."""
+    if not log.is_file():
+        return []
+    points, logged = [], 0
+    for line in log.read_text(encoding="utf-8", errors="replace").splitlines():
+        found = dict(METRIC.findall(line))
+        if "loss" in found:
+            logged += 1
+            points.append({"step": logged * logging_steps, "loss": float(found["loss"])})
+        if "eval_loss" in found:
+            points.append({"step": logged * logging_steps, "eval_loss": float(found["eval_loss"])})
+    return points
 
 
 @dataclass
@@ -135,7 +152,7 @@ class Display:
             self._bar.stop()
 
     def show(self, line: str) -> None:
-        before = dict(self.state.metrics)
+        before, step_before = dict(self.state.metrics), self.state.step
         is_bar = self.state.update(line)
         if self._bar is not None and self._task is not None:
             if not is_bar:
@@ -146,5 +163,7 @@ class Display:
             return
         if not is_bar:
             self.console.print(line, markup=False, highlight=False, soft_wrap=True)
-        if self.state.metrics != before:
+        # The Trainer logs a step's loss before its bar moves on: the last step shows when the bar reaches it.
+        finished = is_bar and self.state.step == self.state.total and step_before != self.state.step
+        if self.state.metrics != before or finished:
             self.console.print(f"[progress] {self.state.summary()}", markup=False, highlight=False)

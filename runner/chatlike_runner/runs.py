@@ -11,7 +11,7 @@ import json
 from collections.abc import Generator, Iterator
 from pathlib import Path
 
-from . import artifacts, build, preflight, registry
+from . import artifacts, build, preflight, registry, renting
 from . import constants as c
 from .collect import collect
 from .engine import Engine, Run
@@ -25,14 +25,15 @@ from .progress import redactor
 OOM_EXIT = 137
 
 
-def start(plan: RunPlan, stop_timeout: int = c.STOP_TIMEOUT) -> Iterator[Event]:
-    """Check, create, stage and start a run; then follow and collect it unless detached.
+def start(plan: RunPlan, stop_timeout: int = c.STOP_TIMEOUT, expected: dict[str, str] | None = None) -> Iterator[Event]:
+    """Check, create, stage and start a run; then follow and collect it unless detached. `expected`: sha256s
+    its inputs must have (a reproduced run's).
 
     A missing image is pulled first when named by digest; a smoke run's CPU image is built when missing.
     """
     engine = yield from _image_ready(plan)
     engine, image = preflight.for_run(plan, engine)
-    run = yield from launch(engine, plan, image)
+    run = yield from launch(engine, plan, image, expected=expected, source=plan.reproduces)
     with CtrlC() as ctrl_c:  # from here on a Ctrl-C stops the started run gracefully
         yield Note(f"run {plan.run_id} started on {engine.url}")
         if plan.detach:
@@ -89,8 +90,14 @@ def resume(host: str | None, ref: str, out_dir: Path, stop_timeout: int = c.STOP
     A run whose container is still on the engine (stopped with `stop`, or killed) is started
     again. A run stopped with Ctrl-C, whose container is gone, is created anew from the flags in
     OUT/<run-id>.partial/manifest.json, with the same config and data (checked by sha256) and the
-    partial outputs, checkpoints included, staged back into its output volume.
+    partial outputs, checkpoints included, staged back into its output volume. A run on a rented box continues
+    on a new cluster of the same provider, its partial outputs uploaded with it.
     """
+    on_rented = _rented_partial(out_dir, ref)
+    if on_rented is not None:
+        _refuse_if_final(out_dir, on_rented[1]["run_id"])
+        yield from renting.resume_on(*on_rented, out_dir, stop_timeout)
+        return
     engine = Engine.connect(host)
     run = engine.find(ref)
     if run is not None:
@@ -123,6 +130,18 @@ def resume(host: str | None, ref: str, out_dir: Path, stop_timeout: int = c.STOP
 def _refuse_if_final(out_dir: Path, run_id: str) -> None:
     if artifacts.is_published(artifacts.destination(out_dir, run_id, True), run_id):
         raise ChatlikeError(f"run {run_id} already ended and was copied to {out_dir / run_id}; start a new run")
+
+
+def _rented_partial(out_dir: Path, ref: str) -> tuple[Path, dict] | None:
+    """The stopped copy of a run on a rented box (its manifest records `flags.on`), with its manifest."""
+    for partial in sorted(out_dir.glob(f"{ref}*.partial")):
+        try:
+            record = json.loads((partial / artifacts.MANIFEST).read_text(encoding="utf-8"))
+        except (OSError, ValueError):
+            continue
+        if isinstance(record.get("flags"), dict) and record["flags"].get("on"):
+            return partial, record
+    return None
 
 
 def _partial(out_dir: Path, ref: str) -> Path:

@@ -96,7 +96,7 @@ def job_archive(plan: JobPlan, digests: dict[str, str]) -> Iterator[bytes]:
     (the adapter, configs, tokenizer, logs and manifest are what a job reads), and the held-out set."""
     yield _header(c.JOB_RUN_DIR, directory=True)
     for child in sorted(plan.run_dir.iterdir()):
-        if not (child.name.startswith((".", "checkpoint-")) or child.name in c.JOB_KINDS):
+        if not (child.name.startswith((".", "checkpoint-")) or child.name in (*c.JOB_KINDS, c.RUN_INPUTS)):
             yield from _tree(f"{c.JOB_RUN_DIR}/{child.name}", child, digests)
     if plan.heldout is not None:
         yield _header(c.JOB_HELDOUT.split("/")[0], directory=True)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import pwd
@@ -13,9 +14,11 @@ import click
 from . import config as cfg
 from . import manifest
 from .gpus import visible_gpus
-from .launch import exit_code, supervise, train_command
+from .launch import Nodes, exit_code, supervise, train_command
 
 LOG_NAME = "logs/train.log"
+# Where `chatlike-train run` writes its process id: a rented box's stop (`kill -TERM`) reads it over ssh.
+PID_FILE = Path("/tmp/chatlike-train.pid")
 # Defaults for a run outside the image too: private chats, so no telemetry.
 QUIET_ENV = {"AXOLOTL_DO_NOT_TRACK": "1", "DO_NOT_TRACK": "1", "HF_HUB_DISABLE_TELEMETRY": "1", "PYTHONUNBUFFERED": "1"}
 
@@ -40,6 +43,9 @@ def _training_user(output_dir: Path) -> str | None:
         folder.mkdir(parents=True, exist_ok=True)
         if folder.stat().st_uid == 0:
             os.chown(folder, user.pw_uid, user.pw_gid)
+    for path in output_dir.rglob("*"):  # a stopped run's checkpoints, uploaded as root's, to continue and rotate
+        if path.lstat().st_uid == 0:
+            os.lchown(path, user.pw_uid, user.pw_gid)
     os.setgroups([])
     os.setgid(user.pw_gid)
     os.setuid(user.pw_uid)
@@ -54,13 +60,22 @@ def main() -> None:
 
 @main.command()
 @click.argument("config_path", metavar="CONFIG", type=click.Path(path_type=Path))
-def run(config_path: Path) -> None:
-    """Train with CONFIG on every visible GPU (none or one: one process; N: accelerate + DeepSpeed).
+@click.option("--nodes", default=1, show_default=True, type=click.IntRange(min=1), help="Machines in this run.")
+@click.option("--node-rank", default=0, show_default=True, type=click.IntRange(min=0), help="This machine's rank.")
+@click.option("--main-address", help="The first machine's address (several nodes).")
+@click.option("--main-port", default=29500, show_default=True, help="The first machine's rendezvous port.")
+def run(config_path: Path, nodes: int, node_rank: int, main_address: str | None, main_port: int) -> None:
+    """Train with CONFIG on every visible GPU (none or one: one process; N: accelerate + DeepSpeed), on this
+    machine or, with --nodes, as one of several (accelerate's multi-node launch).
 
     Writes logs/train.log, train-config.yml (the config actually used) and train-manifest.json to the
     config's output_dir. SIGTERM saves a checkpoint and stops; a later run with
     auto_resume_from_checkpoints: true continues from it.
     """
+    if nodes > 1 and (not main_address or node_rank >= nodes):
+        raise click.UsageError("several nodes need --main-address and a --node-rank below --nodes")
+    with contextlib.suppress(OSError):
+        PID_FILE.write_text(f"{os.getpid()}\n", encoding="utf-8")
     raw = cfg.load(config_path)
     gpus = visible_gpus()
     effective = cfg.effective(raw, config_path.parent.absolute(), gpus.count, os.environ)
@@ -71,7 +86,7 @@ def run(config_path: Path) -> None:
     effective_path = output_dir / cfg.EFFECTIVE_NAME
     effective_path.write_text(cfg.dump(effective), encoding="utf-8")
 
-    command = train_command(effective_path, gpus.count)
+    command = train_command(effective_path, gpus.count, nodes=Nodes(nodes, node_rank, main_address, main_port))
     env = {**QUIET_ENV, **os.environ}
     if effective.get("wandb_project"):
         env.setdefault("WANDB_DIR", str(output_dir))
@@ -91,7 +106,7 @@ def run(config_path: Path) -> None:
     where = f"{gpus.count} GPU(s): {', '.join(gpus.names)}" if gpus.count else "no GPU: training on CPU"
     _say(f"{where}; running {' '.join(command)}", log_path)
 
-    outcome = supervise(command, env, log_path, multi=gpus.count > 1)
+    outcome = supervise(command, env, log_path, multi=gpus.count > 1 or nodes > 1)
     early = manifest.read(output_dir).get("stopped_at_step") is not None
     # A stop signal after the last step stopped nothing: the trainer finished and the run succeeded.
     stopped = outcome.signal if outcome.signal and (outcome.returncode != 0 or early) else None

@@ -14,7 +14,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
-from ..progress import METRIC
+from ..progress import loss_curve
 from .errors import TrainError
 from .tuned import Tuned, tokenized
 
@@ -163,22 +163,6 @@ def style(texts: Sequence[str]) -> dict[str, float | None]:
     }
 
 
-def training_curve(log: Path, logging_steps: int) -> list[dict[str, float]]:
-    """Loss (and eval loss) against step, from the run's log: the Trainer logs its loss every
-    `logging_steps` optimizer steps (a resumed run's log goes on where the stopped one ended)."""
-    if not log.is_file():
-        return []
-    points, logged = [], 0
-    for line in log.read_text(encoding="utf-8", errors="replace").splitlines():
-        found = dict(METRIC.findall(line))
-        if "loss" in found:
-            logged += 1
-            points.append({"step": logged * logging_steps, "loss": float(found["loss"])})
-        if "eval_loss" in found:
-            points.append({"step": logged * logging_steps, "eval_loss": float(found["eval_loss"])})
-    return points
-
-
 def evaluate(tuned: Tuned, run_dir: Path, heldout: Path, *, samples: int, seed: int, max_new_tokens: int,
              say: Callable[[str], None]) -> dict[str, Any]:
     """The whole report, as report.json holds it."""
@@ -201,7 +185,7 @@ def evaluate(tuned: Tuned, run_dir: Path, heldout: Path, *, samples: int, seed: 
         "conversations": scored,
         "side_by_side": pairs,
         "style": {name: style([p[name] for p in pairs]) for name in ("real", "tuned", "base")},
-        "training_curve": training_curve(run_dir / "logs" / "train.log", int(tuned.cfg.logging_steps or 1)),
+        "training_curve": loss_curve(run_dir / "logs" / "train.log", int(tuned.cfg.logging_steps or 1)),
         "settings": {"samples": samples, "seed": seed, "max_new_tokens": max_new_tokens, "temperature": 0.7,
                      "top_p": 0.9, "bootstrap": BOOTSTRAP, "device": tuned.device, "base_model": tuned.cfg.base_model,
                      "load_in_4bit": bool(tuned.cfg.load_in_4bit and tuned.device == "cuda")},

@@ -13,13 +13,28 @@ from pathlib import Path
 _CHUNK = 1 << 16
 
 
-def train_command(config: Path, gpu_count: int, python: str = sys.executable) -> list[str]:
-    """One process for none or one GPU; accelerate with one process per GPU otherwise."""
-    if gpu_count <= 1:
+@dataclass(frozen=True)
+class Nodes:
+    """This machine's place in a run over several machines (SkyPilot sets the values on each node)."""
+
+    count: int = 1
+    rank: int = 0
+    main_address: str | None = None  # the first node's address: accelerate's rendezvous
+    main_port: int = 29500
+
+
+def train_command(config: Path, gpu_count: int, python: str = sys.executable, nodes: Nodes = Nodes()) -> list[str]:
+    """One process for none or one GPU on one machine; accelerate with one process per GPU otherwise (on every
+    node of a multi-node run, each told the node count, its rank and the first node's address)."""
+    if gpu_count <= 1 and nodes.count == 1:
         return [python, "-m", "axolotl.cli.train", str(config)]
+    machines = ["--num_machines", str(nodes.count)]
+    if nodes.count > 1:
+        machines += ["--machine_rank", str(nodes.rank), "--main_process_ip", str(nodes.main_address),
+                     "--main_process_port", str(nodes.main_port)]
     return [
         python, "-m", "accelerate.commands.launch",
-        "--multi_gpu", "--num_machines", "1", "--num_processes", str(gpu_count),
+        "--multi_gpu", *machines, "--num_processes", str(max(gpu_count, 1) * nodes.count),
         "--mixed_precision", "no", "--dynamo_backend", "no",
         "-m", "axolotl.cli.train", str(config),
     ]

@@ -1,0 +1,119 @@
+"""Reproduce: run a finished run again from what it recorded — the same image (by registry digest, else by id),
+its config as it was staged (OUT/<run-id>/inputs/), and the same data, checked by sha256 — then set the first
+steps' losses of both runs side by side.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+from . import artifacts, registry, rented, renting, runs
+from . import constants as c
+from .errors import ChatlikeError
+from .events import Event, Note, Outcome
+from .flags import parse_env_names, parse_gpus, parse_ulimit
+from .plan import RunPlan, new_run_id, staged_path
+from .progress import loss_curve
+from .rented import Rented
+
+FIRST_STEPS = 5
+LOSS_TOLERANCE = 0.01  # CPU training here is not bit-for-bit deterministic: two runs drift by ~1e-3 by step 5
+
+
+def source(out_dir: Path, ref: str) -> tuple[Path, dict[str, Any]]:
+    """The finished run to reproduce: its id (or the start of it) in OUT, or the path of its manifest."""
+    given = Path(ref)
+    folder = given.parent if given.name == artifacts.MANIFEST else given
+    if not (folder / artifacts.MANIFEST).is_file():
+        matches = sorted(p for p in out_dir.glob(f"{ref}*") if artifacts.is_published(p, p.name))
+        if len(matches) != 1:
+            raise ChatlikeError(f"{'no' if not matches else 'several'} finished run {ref!r} in {out_dir}; give a run id "
+                                "or the path of a run's manifest.json")
+        folder = matches[0]
+    manifest = json.loads((folder / artifacts.MANIFEST).read_text(encoding="utf-8"))
+    if not (folder / c.RUN_INPUTS / c.CONFIG_NAME).is_file():
+        raise ChatlikeError(f"{folder} has no {c.RUN_INPUTS}/{c.CONFIG_NAME} (runs copied home before this version of "
+                            "chatlike-runner do not keep their staged config); start it again with its config instead")
+    return folder, manifest
+
+
+def image_of(manifest: dict[str, Any], image: str | None) -> str:
+    """The image the run ran: a registry digest it was pushed under, else its id on the engine."""
+    recorded = manifest.get("image") or {}
+    return image or next(iter(recorded.get("digests") or []), None) or recorded["id"]
+
+
+def plan_again(folder: Path, manifest: dict[str, Any], out_dir: Path, host: str | None, image: str | None) -> RunPlan:
+    flags = manifest.get("flags") or {}
+    original = folder / c.RUN_INPUTS / c.ORIGINAL_CONFIG_NAME
+    if hashlib.sha256(original.read_bytes()).hexdigest() != manifest.get("config_sha256"):
+        raise ChatlikeError(f"{original} is not the config run {manifest['run_id']} staged (its sha256 differs)")
+    names: set[str] = set()
+    data = []
+    for path in map(Path, flags.get("data") or []):
+        if not path.is_file():
+            raise ChatlikeError(f"dataset {path} of run {manifest['run_id']} is not there any more; restore it")
+        data.append(staged_path(path, names))
+    return RunPlan(
+        run_id=new_run_id(), image=image_of(manifest, image), host=host or flags.get("host"), config_path=original,
+        config_text=(folder / c.RUN_INPUTS / c.CONFIG_NAME).read_text(encoding="utf-8"), data=tuple(data),
+        out_dir=out_dir, gpus=parse_gpus(flags.get("gpus") or "none"), shm_size=flags.get("shm_size"),
+        memory=flags.get("memory"), ulimits=tuple(parse_ulimit(u) for u in flags.get("ulimits") or []),
+        env_names=parse_env_names([n for n in flags.get("env") or [] if n not in c.SECRET_NAMES], os.environ),
+        detach=False, validate=False, smoke=bool(flags.get("smoke")), reproduces=manifest["run_id"],
+    )
+
+
+def first_losses(folder: Path | None) -> list[float]:
+    if folder is None:
+        return []
+    return [p["loss"] for p in loss_curve(folder / "logs" / "train.log") if "loss" in p][:FIRST_STEPS]
+
+
+def rented_image(manifest: dict[str, Any], image: str | None) -> str:
+    """The run's image by registry digest, for a rented box: given, recorded, or the last push of the same image."""
+    recorded = image_of(manifest, image)
+    if registry.is_digest(recorded):
+        return rented.launch_image(recorded, None)
+    pushed = registry.last_pushed()
+    if pushed and pushed.get("image_id") == recorded:
+        return rented.launch_image(None, pushed)
+    raise ChatlikeError(f"run {manifest['run_id']}'s image {recorded[:19]} was never pushed, and a rented box can only "
+                        f"pull from a registry: `chatlike-runner push REGISTRY/NAME:TAG --image {recorded}`, then "
+                        "reproduce again")
+
+
+def reproduce(host: str | None, ref: str, out_dir: Path, image: str | None, stop_timeout: int = c.STOP_TIMEOUT,
+              where: Rented | None = None, dry_run: bool = False) -> Iterator[Event]:
+    """The run again (here, on `host`, or on the rented box `where`), its inputs checked against the original's;
+    then its first losses beside the original's."""
+    folder, manifest = source(out_dir, ref)
+    if where is not None:
+        image = rented_image(manifest, image)
+    plan = plan_again(folder, manifest, out_dir, host, image)
+    expected = {**manifest.get("dataset_sha256", {}), c.ORIGINAL_CONFIG_NAME: manifest.get("config_sha256")}
+    yield Note(f"reproducing run {manifest['run_id']} as run {plan.run_id}: image {plan.image}, its staged config, "
+               "its data checked by sha256")
+    started = (renting.start_on(plan, where, plan.image, dry_run=dry_run, stop_timeout=stop_timeout, expected=expected)
+               if where is not None else runs.start(plan, stop_timeout, expected))
+    for event in started:
+        if isinstance(event, Outcome) and event.status == "succeeded":
+            yield compared(first_losses(folder), first_losses(event.path), manifest["run_id"])
+        yield event
+
+
+def compared(before: list[float], again: list[float], run_id: str) -> Note:
+    """The first steps' losses of both runs, and whether they agree within LOSS_TOLERANCE."""
+    shown = "; ".join(f"{a:.4f} / {b:.4f}" for a, b in zip(before, again, strict=False))
+    if not before or len(before) != len(again):
+        return Note(f"first losses (run {run_id} / this run): {shown or 'none logged'}: not comparable", warning=True)
+    worst = max(abs(a - b) for a, b in zip(before, again, strict=True))
+    same = worst <= LOSS_TOLERANCE
+    return Note(f"first {len(before)} steps' losses (run {run_id} / this run): {shown}: "
+                f"{'the same' if same else 'different'} within {LOSS_TOLERANCE} (largest difference {worst:.2g})",
+                warning=not same)

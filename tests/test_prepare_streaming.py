@@ -22,7 +22,7 @@ class CountingFile(io.BytesIO):
 
 
 def _big_export() -> bytes:
-    messages = [m for i in range(5_000) for m in exchange(i * 2 * MIN)]
+    messages = [m for i in range(20_000) for m in exchange(i * 2 * MIN)]  # ~9 MB: the parser reads ahead a few chunks
     return json.dumps(full(chat(messages), chat(messages[:10], chat_id=3003))).encode()
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import inspect
 import json
 from pathlib import Path
 from typing import Any
@@ -63,7 +64,9 @@ def write(tmp_path: Path, export: Any, name: str = "result.json") -> Path:
 
 def prepare(*args: str | Path) -> Result:
     """`chatlike-runner prepare ARGS`, in-process."""
-    return CliRunner().invoke(cli, ["prepare", *map(str, args)])
+    # click < 8.2 (which SkyPilot, the [cloud] extra, pins) mixes stderr into output unless told not to.
+    separate = {"mix_stderr": False} if "mix_stderr" in inspect.signature(CliRunner).parameters else {}
+    return CliRunner(**separate).invoke(cli, ["prepare", *map(str, args)])
 
 
 def run_ok(export: Any, tmp_path: Path, *args: str) -> tuple[list[list[dict]], list[list[dict]], dict]:

@@ -172,28 +172,43 @@ class Builder:
         return self.identity
 
     def _lines(self, chat: Chat, identity: Identity, raw_messages: Iterable[Any], seen: Counter[str]) -> Iterator[Line]:
+        """Every kept message of the chat as a Line; the loop runs for each message of the export, so what it
+        uses is bound to locals and counted in plain dicts, added to the tally at the end."""
         tally, options, pseudonyms = self.tally, self.options, self.pseudonyms
         if pseudonyms is not None and chat.type in PERSONAL and user_id(chat.id):
             pseudonyms.of(user_id(chat.id), chat.name)
-        for raw in raw_messages:
-            tally.messages_read += 1
-            message = messages.read(raw, stickers=options.stickers)
-            if isinstance(message, str):
-                tally.messages_dropped[message] += 1
-                continue
-            mine = identity.is_me(message.sender, message.name)
-            tally.senders[(message.sender, message.name)] += 1
-            seen["mine" if mine else "theirs"] += 1
-            if mine:
-                tally.my_messages += 1
-                identity.display = identity.display or message.name
-            elif pseudonyms is not None:
-                pseudonyms.of(message.sender, message.name)
-            text = privacy.mask(message.pieces, tally.masks) if options.mask else "".join(t for _, t in message.pieces)
-            if pseudonyms is not None:
-                text = pseudonyms.scrub(text, tally.masks)
-            tally.messages_kept += 1
-            yield Line(message.ts, message.sender, message.name, text.strip(), mine)
+        read, message_type, stickers, mask, masks = messages.read, messages.Message, options.stickers, options.mask, tally.masks
+        is_me, dropped, senders = identity.is_me, tally.messages_dropped, tally.senders
+        mask_text = privacy.mask
+        count = mine_count = theirs_count = 0
+        try:
+            for raw in raw_messages:
+                count += 1
+                message = read(raw, stickers=stickers)
+                if type(message) is not message_type:
+                    dropped[message] += 1
+                    continue
+                ts, sender, name, pieces = message
+                senders[(sender, name)] += 1
+                if is_me(sender, name):
+                    mine = True
+                    mine_count += 1
+                    identity.display = identity.display or name
+                else:
+                    mine = False
+                    theirs_count += 1
+                    if pseudonyms is not None:
+                        pseudonyms.of(sender, name)
+                text = mask_text(pieces, masks) if mask else "".join([t for _, t in pieces])
+                if pseudonyms is not None:
+                    text = pseudonyms.scrub(text, masks)
+                yield Line(ts, sender, name, text.strip(), mine)
+        finally:
+            tally.messages_read += count
+            tally.messages_kept += mine_count + theirs_count
+            tally.my_messages += mine_count
+            seen["mine"] += mine_count
+            seen["theirs"] += theirs_count
 
     def _conversation(self, chat: Chat, turns: list[Turn], group: bool, identity: Identity, ordinal: int) -> int:
         """Spool the samples of one conversation; 1 when it gave any, else 0."""

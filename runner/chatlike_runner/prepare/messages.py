@@ -2,9 +2,8 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from datetime import datetime, timezone
-from typing import Any
+from typing import Any, NamedTuple
 
 from .export import user_id
 
@@ -14,9 +13,9 @@ _MEDIA_KEYS = ("photo", "file", "media_type", "sticker_emoji", "contact_informat
                "poll", "game_information", "invoice_information", "place_name", "live_location_period_seconds")
 
 
-@dataclass(frozen=True)
-class Message:
-    """What the dataset keeps of a message; pieces are (entity type, text) so privacy can see the types."""
+class Message(NamedTuple):
+    """What the dataset keeps of a message; pieces are (entity type, text) so privacy can see the types.
+    (A tuple: made once per message of the export, it must be cheap.)"""
 
     ts: int
     sender: str
@@ -44,24 +43,24 @@ def timestamp(raw: dict[str, Any]) -> int | None:
     return None
 
 
-def _piece(item: Any) -> tuple[str, str] | None:
-    if isinstance(item, str):
-        return ("plain", item)
-    if isinstance(item, dict) and isinstance(item.get("text"), str):
-        kind = item.get("type")
-        return (kind if isinstance(kind, str) else "plain", item["text"])
-    return None
-
-
 def pieces(raw: dict[str, Any]) -> tuple[tuple[str, str], ...]:
     """The text as typed pieces: from text_entities, else from text (a string or a list of strings and entities)."""
     source = raw.get("text_entities")
-    if not isinstance(source, list):
+    if type(source) is not list:
         source = raw.get("text")
-        if not isinstance(source, list):
+        if type(source) is not list:
             source = [source]
-    found = (_piece(item) for item in source)
-    return tuple(piece for piece in found if piece is not None and piece[1])
+    found = []
+    append = found.append
+    for item in source:  # a plain loop: this runs for every message of the export
+        if type(item) is dict:
+            text = item.get("text")
+            if type(text) is str and text:
+                kind = item.get("type")
+                append((kind if type(kind) is str else "plain", text))
+        elif type(item) is str and item:
+            append(("plain", item))
+    return tuple(found)
 
 
 def _sticker(raw: dict[str, Any]) -> tuple[tuple[str, str], ...]:
@@ -70,30 +69,42 @@ def _sticker(raw: dict[str, Any]) -> tuple[tuple[str, str], ...]:
 
 
 def read(raw: Any, *, stickers: bool) -> Message | str:
-    """The Message, or why it is dropped (a short reason that the report counts)."""
+    """The Message, or why it is dropped (a short reason that the report counts).
+
+    Runs for every message of the export: the common case (a string from_id and date_unixtime) takes the
+    short way; anything else goes through user_id() and timestamp()."""
     if not isinstance(raw, dict):
         return "not a message object"
     kind = raw.get("type")
     if kind != "message":
         return kind if kind in ("service", "unsupported") else "unknown message type"
-    for key, reason in (("forwarded_from", "forwarded"), ("saved_from", "saved from another chat"),
-                        ("via_bot", "sent via a bot")):
-        if key in raw:
-            return reason
-    sender = user_id(raw.get("from_id"))
-    if sender is None:
-        return "no sender"
+    if "forwarded_from" in raw:
+        return "forwarded"
+    if "saved_from" in raw:
+        return "saved from another chat"
+    if "via_bot" in raw:
+        return "sent via a bot"
+    sender = raw.get("from_id")
+    if type(sender) is not str or not sender:
+        sender = user_id(sender)
+        if sender is None:
+            return "no sender"
     if sender.startswith("channel"):
         return "posted by a channel"
-    ts = timestamp(raw)
+    unix = raw.get("date_unixtime")
+    try:
+        ts = int(unix) if type(unix) is str else timestamp(raw)
+    except ValueError:
+        ts = timestamp(raw)
     if ts is None:
         return "no date"
     is_sticker = raw.get("media_type") == "sticker"
     found = _sticker(raw) if is_sticker and stickers else pieces(raw)
-    text = "".join(t for _, t in found).strip()
+    text = found[0][1] if len(found) == 1 else "".join([t for _, t in found])
+    text = text.strip()
     if not text or text.startswith(_PLACEHOLDERS):
         if is_sticker:
             return "sticker"
         return "media without caption" if any(k in raw for k in _MEDIA_KEYS) else "empty"
     name = raw.get("from")
-    return Message(ts=ts, sender=sender, name=name if isinstance(name, str) else "", pieces=found)
+    return Message(ts, sender, name if isinstance(name, str) else "", found)

@@ -22,30 +22,31 @@ import docker
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
 from standin import image as standin  # noqa: E402  (the test fixture image: busybox)
 
+BENCH_RUN = "bench-copy-out"
 # Runs in a child process so that its peak RSS is the copy's alone.
 RUNNER_COPY = """
 import resource, sys, time
 from pathlib import Path
-from chatlike_runner.unpack import unpack
+from chatlike_runner.collect import copy_outputs
 from chatlike_runner.engine import Engine
 engine = Engine.connect(sys.argv[3] or None)
 run = engine.container(sys.argv[1])
 start = time.perf_counter()
-unpack(engine.archive(run, "/chatlike/output"), Path(sys.argv[2]))
+copy_outputs(engine, run, Path(sys.argv[2]))
 print(time.perf_counter() - start, resource.getrusage(resource.RUSAGE_SELF).ru_maxrss)
 """
 
 
 def fill_volume(client: docker.DockerClient, image: str, gib: int) -> tuple[docker.models.containers.Container, str]:
     """A stopped container whose output volume holds one large file and many small ones."""
-    volume = client.volumes.create()
+    volume = client.volumes.create(f"chatlike-{BENCH_RUN}-output")  # named as a run's output volume
     script = (
         f"dd if=/dev/urandom of=/chatlike/output/adapter_model.safetensors bs=1M count={gib * 1024 - 64} 2>/dev/null;"
         "mkdir -p /chatlike/output/checkpoint; for i in $(seq 64); do "
         "dd if=/dev/urandom of=/chatlike/output/checkpoint/shard-$i bs=1M count=1 2>/dev/null; done"
     )
     container = client.containers.run(
-        image, ["sh", "-c", script], entrypoint=[], user="0", detach=True,
+        image, ["sh", "-c", script], entrypoint=[], user="0", detach=True, labels={"org.chatlike.run": BENCH_RUN},
         volumes={volume.name: {"bind": "/chatlike/output", "mode": "rw"}},
     )
     container.wait()
@@ -94,7 +95,7 @@ def main() -> None:
     print(f"volume: {size / 2**30:.1f} GiB (1 large file + 64 x 1 MiB), best of {args.rounds}")
     print(f"chatlike-runner: {size / runner / 2**20:7.1f} MiB/s  ({runner:.2f} s)")
     print(f"docker cp:       {size / cp / 2**20:7.1f} MiB/s  ({cp:.2f} s)")
-    print(f"ratio runner/docker cp: {cp / runner:.2f}x  (target >= 1.2x)")
+    print(f"ratio runner/docker cp: {cp / runner:.2f}x  (target >= 3x on a local engine, the archive stream elsewhere)")
     print(f"runner peak RSS: {peak / 2**20:.1f} MiB  (target <= 64 MiB)")
 
 

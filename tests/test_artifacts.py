@@ -171,3 +171,41 @@ def test_under_sudo_the_copy_belongs_to_the_invoking_user(tmp_path, monkeypatch)
     final = publish(tmp_path, "r4", True, _fill({"adapter": b"1"}))
     for path in (final, final / "adapter", final / "manifest.json"):
         assert (path.stat().st_uid, path.stat().st_gid) == (4321, 4322)
+
+
+@pytest.mark.engine
+def test_a_local_volume_copies_from_its_folder_like_the_archive_and_never_follows_links(docker_client, standin_image,
+                                                                                          tmp_path):
+    """As root on a local engine the outputs are copied from the volume's folder by the kernel: the same files,
+    sizes and modes as unpacking the engine's archive, and neither way follows a link or copies a fifo."""
+    import os
+    import stat
+
+    from chatlike_runner.collect import copy_outputs
+    from chatlike_runner.engine import Engine
+
+    if os.geteuid() != 0:
+        need("reading a volume's folder needs root")
+    run_id = "copy-" + hashlib.sha256(str(tmp_path).encode()).hexdigest()[:8]
+    volume = docker_client.volumes.create(f"chatlike-{run_id}-output", labels={c.LABEL_RUN: run_id})
+    script = ("mkdir -p /o/sub && echo hi > /o/a.txt && printf x > /o/sub/b.bin && chmod 755 /o/sub/b.bin "
+              "&& ln -s /etc/passwd /o/leak && ln -s /etc /o/sub/etc && mkfifo /o/fifo")
+    container = docker_client.containers.run(standin_image, ["sh", "-c", script], entrypoint=[], user="0", detach=True,
+                                             labels={c.LABEL_RUN: run_id}, volumes={volume.name: {"bind": "/o"}})
+    try:
+        assert container.wait()["StatusCode"] == 0
+        engine = Engine.connect(None)
+        run = engine.container(container.id)
+        assert engine.volume_folder(volume.name) is not None
+        fast = copy_outputs(engine, run, tmp_path / "fast")
+        slow = unpack(engine.archive(run, "/o"), tmp_path / "slow")
+        expected = [{"path": "a.txt", "size": 3}, {"path": "sub/b.bin", "size": 1}]
+        assert fast == expected and sorted(slow, key=lambda f: f["path"]) == expected
+        for tree in ("fast", "slow"):
+            assert sorted(p.relative_to(tmp_path / tree).as_posix() for p in (tmp_path / tree).rglob("*")) == [
+                "a.txt", "sub", "sub/b.bin"]
+            assert stat.S_IMODE((tmp_path / tree / "sub" / "b.bin").stat().st_mode) == 0o755
+            assert (tmp_path / tree / "a.txt").read_text() == "hi\n"
+    finally:
+        container.remove(force=True)
+        volume.remove(force=True)

@@ -1,7 +1,8 @@
 """Collect: copy a run's output volume, its staged configs, its log and a manifest home to OUT/<run-id> (or
 OUT/<run-id>.partial).
 
-The output volume streams home as a tar unpacked chunk by chunk (unpack.py) into a hidden folder;
+The output volume is copied from its folder by the kernel when the engine runs on this machine and the runner
+may read it (root), else it streams home as a tar unpacked chunk by chunk (unpack.py), into a hidden folder;
 artifacts.py writes the manifest last and publishes the folder with one rename.
 """
 
@@ -14,7 +15,17 @@ from . import artifacts
 from . import constants as c
 from .engine import Engine, Run
 from .progress import redactor
-from .unpack import unpack
+from .plan import output_volume
+from .unpack import copy_tree, unpack
+
+
+def copy_outputs(engine: Engine, run: Run, dest: Path) -> list[dict[str, Any]]:
+    """The run's output volume into `dest`: at disk speed from the volume's folder when the engine is local and
+    this process may read it, else as the engine's tar stream. Returns the files, with sizes."""
+    folder = engine.volume_folder(output_volume(run.id))
+    if folder is not None:
+        return copy_tree(Path(folder), dest)
+    return unpack(engine.archive(run, c.OUTPUT_DIR), dest)
 
 
 def collect(engine: Engine, run: Run, out_dir: Path) -> Path:
@@ -25,7 +36,7 @@ def collect(engine: Engine, run: Run, out_dir: Path) -> Path:
         return published  # a finished run does not change: the copy home is already whole
 
     def fill(tmp: Path) -> dict[str, Any]:
-        files = unpack(engine.archive(run, c.OUTPUT_DIR), tmp)
+        files = copy_outputs(engine, run, tmp)
         inputs = tmp / c.RUN_INPUTS  # the configs as staged (not the data): what `reproduce` runs again
         for name in (c.CONFIG_NAME, c.ORIGINAL_CONFIG_NAME, c.INPUT_SUMS):
             unpack(engine.archive(run, f"{c.INPUT_DIR}/{name}"), inputs, strip=0)

@@ -334,6 +334,17 @@ class Engine:
         with translated("stopping the run"):
             self.api.stop(run.container_id, timeout=timeout)
 
+    def volume_folder(self, name: str) -> str | None:
+        """Where a volume's files lie on this machine, when the engine runs here and this process may read them
+        (root): outputs then copy at disk speed. None otherwise (a remote engine, an ordinary user, a VM's engine)."""
+        if not self.url.startswith("unix://"):
+            return None
+        try:
+            mountpoint = self.api.inspect_volume(name).get("Mountpoint") or ""
+        except docker.errors.NotFound:
+            return None
+        return mountpoint if mountpoint and os.access(mountpoint, os.R_OK | os.X_OK) else None
+
     def archive(self, run: Run, path: str) -> Iterator[bytes]:
         """A tar stream of `path` inside the container, in pieces of up to 1 MiB.
 

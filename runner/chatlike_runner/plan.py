@@ -36,6 +36,11 @@ class StagedPath:
         return f"{c.INPUT_DIR}/{self.name}"
 
 
+def output_volume(key: str) -> str:
+    """The output volume of a run (or a job) by its id."""
+    return f"chatlike-{key}-output"
+
+
 class _Container:
     """The names of a plan's container and volumes, all made from its `key` (a run's id, or a job's)."""
 
@@ -55,7 +60,7 @@ class _Container:
 
     @property
     def output_volume(self) -> str:
-        return f"chatlike-{self.key}-output"
+        return output_volume(self.key)
 
     @property
     def volumes(self) -> dict[str, str]:

@@ -18,7 +18,7 @@ from chatlike_runner.artifacts import destination, publish
 from chatlike_runner.errors import ChatlikeError
 from chatlike_runner.flags import parse_gpus
 from chatlike_runner.plan import JobPlan, build_plan
-from chatlike_runner.stage import input_archive, job_archive
+from chatlike_runner.stage import input_archive, job_archive, staged_configs
 from chatlike_runner.unpack import Unpacker, unpack
 
 
@@ -96,6 +96,14 @@ def test_staged_archive_holds_config_data_and_their_sums(workdir):
     assert staged == (workdir / "data" / "train.jsonl").read_bytes()
     expected = hashlib.sha256(staged).hexdigest()
     assert digests["data/train.jsonl"] == expected and f"{expected}  data/train.jsonl" in sums
+
+    # What collect keeps of a run this process staged is rebuilt, not read back: the same bytes as staged...
+    with tarfile.open(fileobj=io.BytesIO(data)) as tar:
+        assert staged_configs(plan, digests) == {name: tar.extractfile(name).read()
+                                                 for name in (c.CONFIG_NAME, c.ORIGINAL_CONFIG_NAME, c.INPUT_SUMS)}
+    # ...unless the config changed on disk since: then the engine's copy is read instead.
+    (workdir / "config.yml").write_text((workdir / "config.yml").read_text() + "# edited\n")
+    assert staged_configs(plan, digests) is None
 
 
 def test_a_jobs_archive_holds_the_run_without_checkpoints_and_the_heldout_set(tmp_path):

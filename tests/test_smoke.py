@@ -42,9 +42,13 @@ def test_smoke_run_trains_for_real(cli, cpu_image, dataset, workdir, leftovers):
 
 
 def test_resume_continues_from_the_checkpoint(cli, cpu_image, dataset, workdir, leftovers):
-    run_id = started_run(cli("start", "--smoke", "--data", str(dataset), "--detach", check=True, timeout=300).stdout)
+    # 40 steps, so that the stop lands mid-run however fast this machine trains (10 once finished first in CI).
+    config = workdir / "smoke-40.yml"
+    config.write_text((ROOT / "configs" / "cpu-smoke.yml").read_text().replace("max_steps: 10", "max_steps: 40"))
+    run_id = started_run(cli("start", str(config), "--smoke", "--data", str(dataset), "--detach", check=True,
+                             timeout=300).stdout)
     deadline = time.monotonic() + 600
-    while "3/10 [" not in cli("logs", run_id).stdout:
+    while "3/40 [" not in cli("logs", run_id).stdout:
         assert time.monotonic() < deadline, cli("logs", run_id).stdout[-3000:]
         time.sleep(2)
     cli("stop", run_id, check=True, timeout=300)

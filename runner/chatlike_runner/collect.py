@@ -28,8 +28,9 @@ def copy_outputs(engine: Engine, run: Run, dest: Path) -> list[dict[str, Any]]:
     return unpack(engine.archive(run, c.OUTPUT_DIR), dest)
 
 
-def collect(engine: Engine, run: Run, out_dir: Path) -> Path:
-    """Copy the run's outputs home as it stands now; a finished run already copied whole is left as it is."""
+def collect(engine: Engine, run: Run, out_dir: Path, configs: dict[str, bytes] | None = None) -> Path:
+    """Copy the run's outputs home as it stands now; a finished run already copied whole is left as it is.
+    `configs`: the staged configs and SHA256SUMS when the caller has them (else read from the input volume)."""
     run = engine.refresh(run)
     published = artifacts.destination(out_dir, run.id, True)
     if run.complete and artifacts.is_published(published, run.id):
@@ -39,7 +40,11 @@ def collect(engine: Engine, run: Run, out_dir: Path) -> Path:
         files = copy_outputs(engine, run, tmp)
         inputs = tmp / c.RUN_INPUTS  # the configs as staged (not the data): what `reproduce` runs again
         for name in (c.CONFIG_NAME, c.ORIGINAL_CONFIG_NAME, c.INPUT_SUMS):
-            unpack(engine.archive(run, f"{c.INPUT_DIR}/{name}"), inputs, strip=0)
+            if configs is not None:
+                inputs.mkdir(parents=True, exist_ok=True)
+                (inputs / name).write_bytes(configs[name])
+            else:
+                unpack(engine.archive(run, f"{c.INPUT_DIR}/{name}"), inputs, strip=0)
         sums = (inputs / c.INPUT_SUMS).read_text(encoding="utf-8", errors="replace")
         log = tmp / artifacts.CONTAINER_LOG
         log.parent.mkdir(parents=True, exist_ok=True)

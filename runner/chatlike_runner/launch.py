@@ -20,13 +20,14 @@ from .plan import RunPlan, container_options
 
 def launch(
     engine: Engine, plan: RunPlan, image: Image, earlier: Path | None = None, expected: Mapping[str, str] | None = None,
-    source: str | None = None,
+    source: str | None = None, digests: dict[str, str] | None = None,
 ) -> Generator[Note, None, Run]:
     """Create, stage (and `earlier` outputs back), validate, start. `expected` are the sha256s the inputs must
-    have: those run `source` trained on (a resumed or reproduced run). Returns the started run."""
+    have: those run `source` trained on (a resumed or reproduced run); `digests` receives those staged.
+    Returns the started run."""
     run = engine.create(plan.run_id, image.id, container_options(plan), [plan.input_volume, plan.output_volume])
+    digests = {} if digests is None else digests
     try:
-        digests: dict[str, str] = {}
         engine.put(run, c.INPUT_DIR, stage.input_archive(plan, digests))
         check_unchanged(plan, digests, expected, source)
         if earlier is not None:

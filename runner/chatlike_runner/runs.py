@@ -11,7 +11,7 @@ import json
 from collections.abc import Generator, Iterator
 from pathlib import Path
 
-from . import artifacts, build, preflight, registry, renting
+from . import artifacts, build, preflight, registry, renting, stage
 from . import constants as c
 from .collect import collect
 from .engine import Engine, Run
@@ -33,13 +33,15 @@ def start(plan: RunPlan, stop_timeout: int = c.STOP_TIMEOUT, expected: dict[str,
     """
     engine = yield from _image_ready(plan)
     engine, image = preflight.for_run(plan, engine)
-    run = yield from launch(engine, plan, image, expected=expected, source=plan.reproduces)
+    digests: dict[str, str] = {}
+    run = yield from launch(engine, plan, image, expected=expected, source=plan.reproduces, digests=digests)
     with CtrlC() as ctrl_c:  # from here on a Ctrl-C stops the started run gracefully
         yield Note(f"run {plan.run_id} started on {engine.url}")
         if plan.detach:
             yield Outcome(plan.run_id, 0, "running", smoke=plan.smoke)
             return
-        yield from follow_and_collect(engine, run, plan.out_dir, ctrl_c, stop_timeout)
+        yield from follow_and_collect(engine, run, plan.out_dir, ctrl_c, stop_timeout,
+                                      stage.staged_configs(plan, digests))
 
 
 def _image_ready(plan: RunPlan) -> Generator[Event, None, Engine | None]:
@@ -60,20 +62,20 @@ def _image_ready(plan: RunPlan) -> Generator[Event, None, Engine | None]:
     return engine
 
 
-def follow_and_collect(engine: Engine, run: Run, out_dir: Path, ctrl_c: CtrlC,
-                       stop_timeout: int = c.STOP_TIMEOUT) -> Iterator[Event]:
+def follow_and_collect(engine: Engine, run: Run, out_dir: Path, ctrl_c: CtrlC, stop_timeout: int = c.STOP_TIMEOUT,
+                       configs: dict[str, bytes] | None = None) -> Iterator[Event]:
     """Follow a run to its end and copy its outputs home; Ctrl-C (from when `ctrl_c` was installed) stops it
-    cleanly first."""
+    cleanly first. `configs`: the staged configs when this process staged them (not read back from the engine)."""
     yield Following(run.id)
     interrupted = yield from follow(engine, run, redactor(run.flags.get("env", [])), ctrl_c)
     if interrupted:
         yield Note(f"stopping run {run.id} (up to {stop_timeout}s for it to save)...", warning=True)
         engine.stop(run, stop_timeout)
-        path = collect(engine, run, out_dir)
+        path = collect(engine, run, out_dir, configs)
         engine.remove_run(run.id)
         yield Outcome(run.id, c.INTERRUPTED_EXIT, "stopped", path, bool(run.flags.get("smoke")))
         return
-    path = collect(engine, run, out_dir)
+    path = collect(engine, run, out_dir, configs)
     yield _outcome(engine.refresh(run), path)
 
 

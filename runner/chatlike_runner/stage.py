@@ -66,9 +66,24 @@ def _tree(
             yield from _tree(child_name, child, digests, owner, skip)
 
 
+def sums_text(digests: dict[str, str]) -> bytes:
+    """SHA256SUMS of what was staged: `sha256  name` lines in name order."""
+    return "".join(f"{digest}  {name}\n" for name, digest in sorted(digests.items())).encode("utf-8")
+
+
+def staged_configs(plan: RunPlan, digests: dict[str, str]) -> dict[str, bytes] | None:
+    """The configs and SHA256SUMS a run was staged with, rebuilt here rather than read back from the engine; None
+    when the original config changed on disk since (then the engine's copy is the one to keep)."""
+    original = plan.config_path.read_bytes() if plan.config_path.is_file() else b""
+    if hashlib.sha256(original).hexdigest() != digests.get(c.ORIGINAL_CONFIG_NAME):
+        return None
+    return {c.CONFIG_NAME: plan.config_text.encode("utf-8"), c.ORIGINAL_CONFIG_NAME: original,
+            c.INPUT_SUMS: sums_text(digests)}
+
+
 def _sums(digests: dict[str, str]) -> Iterator[bytes]:
     """SHA256SUMS of what was staged, then the archive's end."""
-    sums = "".join(f"{digest}  {name}\n" for name, digest in sorted(digests.items())).encode("utf-8")
+    sums = sums_text(digests)
     yield _header(c.INPUT_SUMS, size=len(sums))
     yield sums + _padding(len(sums))
     yield b"\0" * (2 * BLOCK)

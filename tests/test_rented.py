@@ -21,7 +21,7 @@ from pathlib import Path
 import pytest
 
 from conftest import started_run
-from chatlike_runner import rented
+from chatlike_runner import rented, skypilot
 from chatlike_runner.train.launch import Nodes, train_command
 
 REPO = Path(__file__).resolve().parents[1]
@@ -247,3 +247,33 @@ def test_ctrl_c_on_a_rented_run_saves_brings_home_a_partial_and_resume_continues
     assert "checkpoint" in log.lower() and "resum" in log.lower(), log[-3000:]
     assert json.loads((final / "manifest.json").read_text())["status"] == "succeeded"
     assert not partial.exists()
+
+
+def test_outputs_come_home_over_ssh_as_files_and_folders_only(ssh_host, workdir):
+    """rsync over real ssh (the loopback sshd), as from a rented box: a link or a fifo on the box stays there."""
+    url, known_host, ssh_dir = ssh_host
+    (ssh_dir / "known_hosts").write_text(known_host)
+    box = workdir / "box"
+    (box / "sub").mkdir(parents=True)
+    (box / "adapter.bin").write_bytes(b"x" * 100)
+    (box / "sub" / "state.json").write_text("{}")
+    (box / "leak").symlink_to("/etc/passwd")
+    (box / "sub" / "etc").symlink_to("/etc")
+    os.mkfifo(box / "fifo")
+    copied = workdir / "copied"
+    skypilot.rsync("root@127.0.0.1", str(box), copied, ssh_command=f"ssh -p {url.rsplit(':', 1)[1]} -o BatchMode=yes "
+                   f"-o UserKnownHostsFile={ssh_dir / 'known_hosts'} -i {ssh_dir / 'id_ed25519'}")
+    assert sorted(p.relative_to(copied).as_posix() for p in copied.rglob("*")) == [
+        "adapter.bin", "sub", "sub/state.json"]
+
+
+def test_resuming_from_a_damaged_rented_manifest_is_one_line(cli, workdir):
+    partial = workdir / "outputs" / "20261130-010203-abcd.partial"
+    partial.mkdir(parents=True)
+    (partial / "manifest.json").write_text(json.dumps({"run_id": "20261130-010203-abcd",
+                                                       "flags": {"on": {"provider": "runpod"}}}))
+    result = cli("resume", "20261130-010203-abcd")
+    assert result.returncode == 2
+    assert result.stderr.strip().splitlines() == [
+        f"chatlike-runner: {partial / 'manifest.json'} is not a whole manifest of a run on a rented box; "
+        "cannot resume from it"]

@@ -151,9 +151,13 @@ def _follow(plan: RunPlan, cloud: ModuleType, cluster: str, job: int, log_path: 
     tail = Tail(cloud.logs(cluster, job))
     yield Following(plan.run_id)
     with log_path.open("a", encoding="utf-8") as log:
-        for line in tail.lines(ctrl_c.pressed):
-            log.write(redact(line) + "\n")
-            yield Log(redact(line))
+
+        def shown(lines: Iterator[str]) -> Iterator[Log]:
+            for line in map(redact, lines):
+                log.write(line + "\n")
+                yield Log(line)
+
+        yield from shown(tail.lines(ctrl_c.pressed))
         if tail.ended:
             return False
         yield Note(f"stopping run {plan.run_id} (up to {stop_timeout}s for it to save)...", warning=True)
@@ -161,9 +165,7 @@ def _follow(plan: RunPlan, cloud: ModuleType, cluster: str, job: int, log_path: 
             cloud.stop(cluster)
         except ChatlikeError:  # training had not started (no pid yet): nothing to save
             cloud.cancel(cluster, job)
-        for line in tail.lines(timeout=stop_timeout):
-            log.write(redact(line) + "\n")
-            yield Log(redact(line))
+        yield from shown(tail.lines(timeout=stop_timeout))
         if not tail.ended:
             cloud.cancel(cluster, job)
     return True
@@ -215,9 +217,14 @@ def _ended(plan: RunPlan, where: Rented, image: str, outputs: Path, complete: bo
 def resume_on(partial: Path, record: dict[str, Any], out_dir: Path, stop_timeout: int,
               cloud: ModuleType = skypilot) -> Iterator[Event]:
     """Continue a rented run stopped by Ctrl-C on a new cluster, from its checkpoints in OUT/<run-id>.partial."""
-    flags = record["flags"]
-    plan = replan(flags, record["run_id"], out_dir)
+    try:
+        flags = record["flags"]
+        where, image = rented.from_flags(flags["on"]), flags["image"]
+        plan = replan(flags, record["run_id"], out_dir)
+    except (KeyError, TypeError, ValueError):
+        raise ChatlikeError(f"{partial / artifacts.MANIFEST} is not a whole manifest of a run on a rented box; "
+                            "cannot resume from it") from None
     expected = {**record.get("dataset_sha256", {}), c.ORIGINAL_CONFIG_NAME: record.get("config_sha256")}
-    yield Note(f"resuming run {plan.run_id} on a new {flags['on']['provider']} cluster from {partial}")
-    yield from start_on(plan, rented.from_flags(flags["on"]), flags["image"], stop_timeout=stop_timeout,
-                        expected=expected, earlier=partial, cloud=cloud)
+    yield Note(f"resuming run {plan.run_id} on a new {where.provider} cluster from {partial}")
+    yield from start_on(plan, where, image, stop_timeout=stop_timeout, expected=expected, earlier=partial,
+                        cloud=cloud)

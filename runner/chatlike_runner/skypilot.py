@@ -14,6 +14,7 @@ import subprocess
 from collections.abc import Generator, Iterator, Mapping
 from pathlib import Path
 from typing import Any
+from unittest import mock
 
 from .errors import ChatlikeError
 from .events import Note
@@ -68,7 +69,8 @@ def validate(config: Mapping[str, Any]) -> dict[str, Any]:
     dag.add(checked)
     try:
         # Only the provider asked for is considered, as if its credentials were set up: the check is the catalog's.
-        with _quiet(), _patched(sky_check, "get_cached_enabled_clouds_or_refresh", lambda *a, **k: [clouds[provider]]):
+        with _quiet(), mock.patch.object(sky_check, "get_cached_enabled_clouds_or_refresh",
+                                         return_value=[clouds[provider]]):
             optimizer.Optimizer.optimize(dag, quiet=True)
     except exceptions.ResourcesUnavailableError:
         offered = ", ".join(sorted(_accelerators(provider))) or "none in SkyPilot's catalog"
@@ -77,16 +79,6 @@ def validate(config: Mapping[str, Any]) -> dict[str, Any]:
     except Exception as exc:
         raise ChatlikeError(f"SkyPilot could not place the task: {_first_line(exc)}") from None
     return describe(checked.best_resources, int(config.get("num_nodes", 1)))
-
-
-@contextlib.contextmanager
-def _patched(owner: Any, name: str, value: Any) -> Iterator[None]:
-    previous = getattr(owner, name)
-    setattr(owner, name, value)
-    try:
-        yield
-    finally:
-        setattr(owner, name, previous)
 
 
 def _accelerators(provider: str) -> list[str]:
@@ -190,7 +182,9 @@ def rsync(host: str, remote: str, local: Path, ssh_command: str = "ssh -o BatchM
         raise ChatlikeError("copying outputs home from a rented box needs rsync: install it (apt-get install rsync)")
     local.mkdir(parents=True, exist_ok=True)
     done = subprocess.run(
-        ["rsync", "--archive", "--partial", "--no-owner", "--no-group", "--rsh", ssh_command,
+        # Regular files and folders only, as from an engine's archive: a link the box wrote is never copied home.
+        ["rsync", "--archive", "--partial", "--no-owner", "--no-group", "--no-links", "--no-devices", "--no-specials",
+         "--rsh", ssh_command,
          f"{host}:{remote.rstrip('/')}/", f"{local}/"],
         capture_output=True, text=True,
     )

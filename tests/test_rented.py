@@ -220,10 +220,14 @@ def test_a_rented_run_comes_home_like_a_local_one_and_the_cluster_goes_down(rent
 def test_ctrl_c_on_a_rented_run_saves_brings_home_a_partial_and_resume_continues_on_a_new_cluster(
         rented_box, workdir, docker_client):
     run, calls, image = rented_box
-    process = run(*SMOKE, "--image", image, "--keep")
+    # 40 steps, so that the stop lands mid-run however fast this machine trains; the followed log may pass over
+    # a step (10 of 10 once finished before the test saw "step 3" in CI), so any step from 3 on will do.
+    config = workdir / "smoke-40.yml"
+    config.write_text((REPO / "configs" / "cpu-smoke.yml").read_text().replace("max_steps: 10", "max_steps: 40"))
+    process = run("start", str(config), *SMOKE[2:], "--image", image, "--keep")
     seen = ""
     deadline = time.monotonic() + 600
-    while "3/10 [" not in seen and "step 3/10" not in seen:
+    while not any(3 <= int(step) < 40 for step in re.findall(r"\b(\d+)/40\b", seen)):
         assert time.monotonic() < deadline and process.poll() is None, seen[-3000:]
         seen += process.stdout.readline()
     process.send_signal(signal.SIGINT)

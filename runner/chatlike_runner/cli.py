@@ -11,7 +11,7 @@ import click
 from rich.console import Console
 from rich.table import Column, Table
 
-from . import __version__, build, jobs, preflight, registry, rented, renting, reproduce, runs
+from . import __version__, build, preflight, registry, rented, renting, reproduce, runs
 from . import constants as c
 from .errors import ChatlikeError
 from .events import ChatReady, Event, Following, JobDone, Log, Note, Outcome, Pushed, Said, TaskReady
@@ -359,6 +359,8 @@ def evaluate(run: str, out: Path, heldout: Path | None, samples: int, seed: int,
       chatlike-runner eval 20261130-101500-3fa2
       chatlike-runner eval 20261130 --gpus all --samples 50
     """
+    from . import jobs  # eval, chat and export only: not loaded for the other commands
+
     _show(jobs.evaluate(out, run, heldout=heldout, image=image, host=host, gpus=gpus, env=env, samples=samples,
                         seed=seed, force=force))
 
@@ -392,6 +394,8 @@ def chat(run: str, out: Path, system: str | None, max_new_tokens: int, temperatu
     if system:
         turns = itertools.chain([f"/system {system}"], turns)
     options = ("--max-new-tokens", str(max_new_tokens), "--temperature", str(temperature))
+    from . import jobs
+
     _show(jobs.chat(out, run, turns, heldout=heldout, image=image, host=host, gpus=gpus, env=env, options=options),
           _Chat(piped))
 
@@ -418,6 +422,8 @@ def export_model(run: str, out: Path, quant: str, name: str, heldout: Path | Non
       chatlike-runner export 20261130-101500-3fa2
       chatlike-runner export 20261130 --gguf q8_0 --name marco
     """
+    from . import jobs
+
     _show(jobs.export(out, run, quant=quant, name=name, heldout=heldout, image=image, host=host, gpus="none", env=env,
                       force=force))
 

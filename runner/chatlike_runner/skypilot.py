@@ -14,7 +14,6 @@ import subprocess
 from collections.abc import Generator, Iterator, Mapping
 from pathlib import Path
 from typing import Any
-from unittest import mock
 
 from .errors import ChatlikeError
 from .events import Note
@@ -57,6 +56,8 @@ def task(config: Mapping[str, Any]) -> Any:
 def validate(config: Mapping[str, Any]) -> dict[str, Any]:
     """Load the task and choose its resources as `sky launch` would, from SkyPilot's catalog alone (no
     credentials, no network once the catalog is on disk). Returns where it would run and at what price."""
+    from unittest import mock  # here, not at the top: every runner command imports this module
+
     sky = _sky()
     from sky import check as sky_check
     from sky import exceptions, optimizer

@@ -13,16 +13,27 @@ import io
 import json
 import os
 import socket
+import sys
 import tarfile
 from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-import docker
-import docker.errors
-import paramiko
-import requests.exceptions
-from docker.utils.socket import frames_iter
+# docker-py loads its ssh:// transport, and paramiko with it, when it is imported: a third of the runner's start-up.
+# It is loaded when an ssh:// engine is asked for (`_load_ssh_transport`), not before.
+_PARAMIKO_UNLOADED = "paramiko" not in sys.modules
+if _PARAMIKO_UNLOADED:
+    sys.modules["paramiko"] = None  # type: ignore[assignment]  # `import paramiko` fails; docker-py skips ssh://
+try:
+    import docker
+    import docker.api.client
+    import docker.errors
+    import docker.transport
+    import requests.exceptions
+    from docker.utils.socket import frames_iter
+finally:
+    if _PARAMIKO_UNLOADED:
+        del sys.modules["paramiko"]
 
 from . import constants as c
 from .errors import ChatlikeError
@@ -112,8 +123,23 @@ def translated(action: str) -> Iterator[None]:
                 "dockerd with CAP_SYS_RESOURCE); lower or drop that --ulimit"
             ) from None
         raise ChatlikeError(f"{action}: the Docker engine said: {explanation}") from None
-    except (docker.errors.DockerException, requests.exceptions.RequestException, paramiko.SSHException, OSError) as exc:
+    except _transport_errors() as exc:
         raise ChatlikeError(f"{action}: cannot talk to the Docker engine ({_one_line(exc)})") from None
+
+
+def _load_ssh_transport() -> None:
+    """docker-py's ssh:// transport and paramiko, which the import above left out."""
+    if not hasattr(docker.api.client, "SSHHTTPAdapter"):
+        from docker.transport.sshconn import SSHHTTPAdapter
+
+        docker.transport.SSHHTTPAdapter = docker.api.client.SSHHTTPAdapter = SSHHTTPAdapter
+
+
+def _transport_errors() -> tuple[type[BaseException], ...]:
+    """What talking to the engine raises when the connection fails: paramiko's too once ssh:// is loaded."""
+    paramiko = sys.modules.get("paramiko")
+    return (docker.errors.DockerException, requests.exceptions.RequestException, OSError,
+            *((paramiko.SSHException,) if paramiko else ()))
 
 
 def _one_line(exc: BaseException) -> str:
@@ -161,12 +187,15 @@ class Engine:
         self.api = client.api
         self.url = url
         self._digests: dict[str, tuple[str, ...]] = {}
+        self._info: dict[str, Any] | None = None
 
     @classmethod
     def connect(cls, host: str | None = None) -> Engine:
         """Connect to `host`, else DOCKER_HOST, else the active docker context."""
         where = host or os.environ.get("DOCKER_HOST") or "the local Docker engine"
         try:
+            if where.startswith("ssh://"):
+                _load_ssh_transport()
             if host and host.startswith("ssh://"):
                 # docker-py opens one ssh channel per endpoint it keeps a pool for; sshd allows 10
                 # sessions per connection, so keep few pools and leave room for streams in flight.
@@ -174,8 +203,7 @@ class Engine:
             elif host:  # through from_env, so that DOCKER_TLS_VERIFY and DOCKER_CERT_PATH still apply
                 client = docker.from_env(timeout=120, environment={**os.environ, "DOCKER_HOST": host})
             else:
-                client = docker.from_env(timeout=120)
-            client.ping()
+                client = docker.from_env(timeout=120)  # asks the engine its API version: reached, or raises
         except Exception as exc:  # docker-py, requests, paramiko and socket errors all mean: unreachable
             if where.startswith("ssh://"):
                 detail = _ssh_hint(exc)
@@ -189,15 +217,21 @@ class Engine:
         socket = getattr(adapter, "socket_path", None)
         return cls(client, host or os.environ.get("DOCKER_HOST") or (f"unix://{socket}" if socket else client.api.base_url))
 
+    @property
+    def local(self) -> bool:
+        """Whether the engine is reached through a socket on this machine (its bind mounts are this machine's)."""
+        return self.url.startswith("unix://")
+
     def info(self) -> dict[str, Any]:
-        """What the manifest records about the engine and its host."""
-        with translated("reading engine info"):
-            info = self.client.info()
-            version = self.client.version()
+        """What the manifest records about the engine and its host (asked once per connection)."""
+        if self._info is None:
+            with translated("reading engine info"):
+                self._info = self.client.info()
+        info = self._info
         return {
             "url": self.url,
-            "server_version": version.get("Version"),
-            "api_version": version.get("ApiVersion"),
+            "server_version": info.get("ServerVersion"),
+            "api_version": self.api.api_version,
             "os": info.get("OperatingSystem"),
             "kernel": info.get("KernelVersion"),
             "arch": info.get("Architecture"),
@@ -337,7 +371,7 @@ class Engine:
     def volume_folder(self, name: str) -> str | None:
         """Where a volume's files lie on this machine, when the engine runs here and this process may read them
         (root): outputs then copy at disk speed. None otherwise (a remote engine, an ordinary user, a VM's engine)."""
-        if not self.url.startswith("unix://"):
+        if not self.local:
             return None
         try:
             mountpoint = self.api.inspect_volume(name).get("Mountpoint") or ""

@@ -1,8 +1,10 @@
 """Benchmark: copy a >= 1 GiB output volume home with the runner's code and with `docker cp`.
 
-Both copies read the same container on the same engine in the same run, alternating, best of
-three each. Prints the throughput of each, the ratio (runner / docker cp; target >= 1.2) and the
-runner's peak RSS (target <= 64 MiB), measured in a fresh process that does only the copy.
+The copies read the same volume on the same engine in the same run, alternating, best of three each: the
+runner as this user (root: from the volume's folder), the runner as an ordinary member of the docker group
+(a short-lived container of the CPU training image; needs root to switch user, and chatlike/train:cpu), and
+`docker cp`. Prints each throughput, the ratios to `docker cp` (target >= 3x on a local engine) and the runner's
+peak RSS (target <= 64 MiB), measured in a fresh process that does only the copy.
 
     .venv/bin/python bench/copy_out.py [--gib 1] [--host URL]
 """
@@ -23,6 +25,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
 from standin import image as standin  # noqa: E402  (the test fixture image: busybox)
 
 BENCH_RUN = "bench-copy-out"
+CPU_IMAGE = "chatlike/train:cpu"
+NOBODY = 65534
 # Runs in a child process so that its peak RSS is the copy's alone.
 RUNNER_COPY = """
 import resource, sys, time
@@ -32,7 +36,11 @@ from chatlike_runner.engine import Engine
 engine = Engine.connect(sys.argv[3] or None)
 run = engine.container(sys.argv[1])
 start = time.perf_counter()
-copy_outputs(engine, run, Path(sys.argv[2]))
+if sys.argv[4] == "raw":  # the engine's archive read and dropped: the most any copy through it can reach
+    for _ in engine.archive(run, "/chatlike/output"):
+        pass
+else:
+    copy_outputs(engine, run, Path(sys.argv[2]))
 print(time.perf_counter() - start, resource.getrusage(resource.RUSAGE_SELF).ru_maxrss)
 """
 
@@ -54,15 +62,26 @@ def fill_volume(client: docker.DockerClient, image: str, gib: int) -> tuple[dock
     return container, volume.name
 
 
-def runner_copy(container_id: str, dest: Path, host: str) -> tuple[float, int]:
+def as_run(client: docker.DockerClient, image: str, volume: str) -> docker.models.containers.Container:
+    """A stopped container of `image` that stands for the run whose output volume is `volume`."""
+    return client.containers.create(image, ["true"], entrypoint=[], labels={"org.chatlike.run": BENCH_RUN},
+                                    volumes={volume: {"bind": "/chatlike/output", "mode": "rw"}})
+
+
+def runner_copy(container_id: str, dest: Path, host: str, user: list[str] | None = None,
+                mode: str = "copy") -> tuple[float, int]:
+    """The runner's copy_outputs (or, `mode` raw, the bare archive stream) in a fresh process; `user`: setpriv's
+    options to run it as another user."""
+    switch = ["setpriv", *user] if user else []
     output = subprocess.run(
-        [sys.executable, "-c", RUNNER_COPY, container_id, str(dest), host], check=True, capture_output=True, text=True
+        [*switch, sys.executable, "-c", RUNNER_COPY, container_id, str(dest), host, mode], check=True,
+        capture_output=True, text=True,
     ).stdout.split()
     return float(output[0]), int(output[1]) * 1024
 
 
 def docker_cp(container_id: str, dest: Path, host: str) -> float:
-    env = {"DOCKER_HOST": host} if host else None
+    env = {**os.environ, "DOCKER_HOST": host} if host else None
     start = time.perf_counter()
     subprocess.run(["docker", "cp", f"{container_id}:/chatlike/output", str(dest)], check=True, env=env)
     return time.perf_counter() - start
@@ -76,26 +95,49 @@ def main() -> None:
     args = parser.parse_args()
     client = docker.DockerClient(base_url=args.host) if args.host else docker.from_env()
     container, volume = fill_volume(client, standin.ensure(client), args.gib)
+    ordinary = None
+    if os.geteuid() == 0 and not args.host and client.images.list(CPU_IMAGE):
+        docker_gid = os.stat("/var/run/docker.sock").st_gid
+        ordinary = (as_run(client, CPU_IMAGE, volume), [f"--reuid={NOBODY}", f"--regid={NOBODY}", f"--groups={docker_gid}"])
     size = args.gib * 2**30
-    runner_times, cp_times, peak = [], [], 0
+    times: dict[str, list[float]] = {"runner": [], "user": [], "cp": [], "raw": []}
+    peak = 0
     try:
         for _ in range(args.rounds):
             with tempfile.TemporaryDirectory(dir=".") as tmp:
                 os.sync()  # start each copy with no dirty pages left by the one before
                 seconds, rss = runner_copy(container.id, Path(tmp), args.host)
-                runner_times.append(seconds)
+                times["runner"].append(seconds)
                 peak = max(peak, rss)
+            if ordinary is not None:
+                with tempfile.TemporaryDirectory(dir=".") as tmp:
+                    os.chown(tmp, NOBODY, NOBODY)
+                    os.sync()
+                    seconds, rss = runner_copy(ordinary[0].id, Path(tmp) / "home", "", ordinary[1])
+                    times["user"].append(seconds)
+                    peak = max(peak, rss)
             with tempfile.TemporaryDirectory(dir=".") as tmp:
                 os.sync()
-                cp_times.append(docker_cp(container.id, Path(tmp) / "out", args.host))
+                times["cp"].append(docker_cp(container.id, Path(tmp) / "out", args.host))
+            times["raw"].append(runner_copy(container.id, Path("."), args.host, mode="raw")[0])
     finally:
-        container.remove(force=True)
+        for made in (container, ordinary[0] if ordinary else None):
+            if made is not None:
+                made.remove(force=True)
         client.volumes.get(volume).remove(force=True)
-    runner, cp = min(runner_times), min(cp_times)
+    cp, raw = min(times["cp"]), min(times["raw"])
     print(f"volume: {size / 2**30:.1f} GiB (1 large file + 64 x 1 MiB), best of {args.rounds}")
-    print(f"chatlike-runner: {size / runner / 2**20:7.1f} MiB/s  ({runner:.2f} s)")
     print(f"docker cp:       {size / cp / 2**20:7.1f} MiB/s  ({cp:.2f} s)")
-    print(f"ratio runner/docker cp: {cp / runner:.2f}x  (target >= 3x on a local engine, the archive stream elsewhere)")
+    print(f"the engine's archive, read and dropped: {size / raw / 2**20:7.1f} MiB/s  ({raw:.2f} s)")
+    for key, label in (("runner", f"chatlike-runner as uid {os.geteuid()}"), ("user", "chatlike-runner as uid "
+                       f"{NOBODY} (a container of {CPU_IMAGE})")):
+        if times[key]:
+            best = min(times[key])
+            print(f"{label}: {size / best / 2**20:7.1f} MiB/s  ({best:.2f} s), ratio to docker cp: {cp / best:.2f}x  "
+                  f"(target >= 3x on a local engine), to the archive stream: {raw / best:.2f}x  (target >= 0.9x "
+                  "over ssh://)")
+    if ordinary is None and not args.host:
+        print(f"as an ordinary user: not measured (needs root to switch user, and {CPU_IMAGE}: make image-cpu)")
     print(f"runner peak RSS: {peak / 2**20:.1f} MiB  (target <= 64 MiB)")
 
 

@@ -7,6 +7,7 @@ import re
 import shutil
 import socket
 import subprocess
+import tempfile
 import sys
 import time
 from pathlib import Path
@@ -136,6 +137,15 @@ def other_user():
         subprocess.run(["useradd", "--no-create-home", name], check=True)
     user = pwd.getpwnam(name)
     return user.pw_uid, user.pw_gid, os.stat("/var/run/docker.sock").st_gid
+
+
+@pytest.fixture
+def shared_tmp():
+    """A temporary folder that another user may enter and write in (pytest's own is root's alone)."""
+    folder = Path(tempfile.mkdtemp(prefix="chatlike-shared-"))
+    os.chmod(folder, 0o777)
+    yield folder
+    shutil.rmtree(folder, ignore_errors=True)
 
 
 def as_user(user: tuple[int, int, int], *command: str) -> list[str]:

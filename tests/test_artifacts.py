@@ -6,6 +6,8 @@ import errno
 import hashlib
 import io
 import json
+import os
+import stat
 import tarfile
 from pathlib import Path
 
@@ -181,39 +183,87 @@ def test_under_sudo_the_copy_belongs_to_the_invoking_user(tmp_path, monkeypatch)
         assert (path.stat().st_uid, path.stat().st_gid) == (4321, 4322)
 
 
+EXPECTED_COPY = [{"path": "a.txt", "size": 3}, {"path": "sub/b.bin", "size": 1}]
+
+
+@pytest.fixture
+def output_with_links(docker_client, tmp_path):
+    """A stopped container, as a run, whose output volume at /o holds two files, two links out and a fifo."""
+    def make(image: str) -> tuple[str, str]:
+        run_id = "copy-" + hashlib.sha256(str(tmp_path).encode()).hexdigest()[:8]
+        volume = docker_client.volumes.create(f"chatlike-{run_id}-output", labels={c.LABEL_RUN: run_id})
+        script = ("mkdir -p /o/sub && echo hi > /o/a.txt && printf x > /o/sub/b.bin && chmod 755 /o/sub/b.bin "
+                  "&& ln -s /etc/passwd /o/leak && ln -s /etc /o/sub/etc && mkfifo /o/fifo")
+        container = docker_client.containers.run(image, ["sh", "-c", script], entrypoint=[], user="0", detach=True,
+                                                 labels={c.LABEL_RUN: run_id}, volumes={volume.name: {"bind": "/o"}})
+        made.append((container, volume))
+        assert container.wait()["StatusCode"] == 0
+        return container.id, volume.name
+
+    made: list = []
+    yield make
+    for container, volume in made:
+        container.remove(force=True)
+        volume.remove(force=True)
+
+
+def _same_tree(folder: Path) -> None:
+    assert sorted(p.relative_to(folder).as_posix() for p in folder.rglob("*")) == ["a.txt", "sub", "sub/b.bin"]
+    assert stat.S_IMODE((folder / "sub" / "b.bin").stat().st_mode) == 0o755
+    assert (folder / "a.txt").read_text() == "hi\n"
+
+
 @pytest.mark.engine
-def test_a_local_volume_copies_from_its_folder_like_the_archive_and_never_follows_links(docker_client, standin_image,
-                                                                                          tmp_path):
+def test_a_local_volume_copies_from_its_folder_like_the_archive_and_never_follows_links(output_with_links,
+                                                                                          standin_image, tmp_path):
     """As root on a local engine the outputs are copied from the volume's folder by the kernel: the same files,
     sizes and modes as unpacking the engine's archive, and neither way follows a link or copies a fifo."""
-    import os
-    import stat
-
     from chatlike_runner.collect import copy_outputs
     from chatlike_runner.engine import Engine
 
     if os.geteuid() != 0:
         need("reading a volume's folder needs root")
-    run_id = "copy-" + hashlib.sha256(str(tmp_path).encode()).hexdigest()[:8]
-    volume = docker_client.volumes.create(f"chatlike-{run_id}-output", labels={c.LABEL_RUN: run_id})
-    script = ("mkdir -p /o/sub && echo hi > /o/a.txt && printf x > /o/sub/b.bin && chmod 755 /o/sub/b.bin "
-              "&& ln -s /etc/passwd /o/leak && ln -s /etc /o/sub/etc && mkfifo /o/fifo")
-    container = docker_client.containers.run(standin_image, ["sh", "-c", script], entrypoint=[], user="0", detach=True,
-                                             labels={c.LABEL_RUN: run_id}, volumes={volume.name: {"bind": "/o"}})
-    try:
-        assert container.wait()["StatusCode"] == 0
-        engine = Engine.connect(None)
-        run = engine.container(container.id)
-        assert engine.volume_folder(volume.name) is not None
-        fast = copy_outputs(engine, run, tmp_path / "fast")
-        slow = unpack(engine.archive(run, "/o"), tmp_path / "slow")
-        expected = [{"path": "a.txt", "size": 3}, {"path": "sub/b.bin", "size": 1}]
-        assert fast == expected and sorted(slow, key=lambda f: f["path"]) == expected
-        for tree in ("fast", "slow"):
-            assert sorted(p.relative_to(tmp_path / tree).as_posix() for p in (tmp_path / tree).rglob("*")) == [
-                "a.txt", "sub", "sub/b.bin"]
-            assert stat.S_IMODE((tmp_path / tree / "sub" / "b.bin").stat().st_mode) == 0o755
-            assert (tmp_path / tree / "a.txt").read_text() == "hi\n"
-    finally:
-        container.remove(force=True)
-        volume.remove(force=True)
+    container_id, volume = output_with_links(standin_image)
+    engine = Engine.connect(None)
+    run = engine.container(container_id)
+    assert engine.volume_folder(volume) is not None
+    fast = copy_outputs(engine, run, tmp_path / "fast")
+    slow = unpack(engine.archive(run, "/o"), tmp_path / "slow")
+    assert fast == EXPECTED_COPY and sorted(slow, key=lambda f: f["path"]) == EXPECTED_COPY
+    _same_tree(tmp_path / "fast")
+    _same_tree(tmp_path / "slow")
+
+
+# As another user: the archive path must not be taken (it would give the same files, only slower).
+COPY_AS_USER = """
+import json, sys
+from pathlib import Path
+from chatlike_runner import collect
+from chatlike_runner.engine import Engine
+def no_archive(*args): raise AssertionError("the archive path was taken")
+collect.unpack = no_archive
+engine = Engine.connect(None)
+assert engine.volume_folder(sys.argv[2]) is None, "this user reads the engine's volume folders"
+print(json.dumps(collect.copy_outputs(engine, engine.container(sys.argv[1]), Path(sys.argv[3]))))
+"""
+
+
+@pytest.mark.engine
+def test_an_ordinary_user_copies_through_a_container_of_the_image_as_itself(output_with_links, cpu_image, other_user,
+                                                                           shared_tmp, docker_client):
+    """A member of the docker group may not read the engine's volume folders: a short-lived container of the
+    run's image copies the volume into the hidden folder as that user, at disk speed; links and fifos stay out."""
+    import subprocess
+    import sys
+
+    from conftest import as_user
+
+    container_id, volume = output_with_links(cpu_image)
+    home = shared_tmp
+    done = subprocess.run(as_user(other_user, sys.executable, "-c", COPY_AS_USER, container_id, volume,
+                                  str(home / ".copy")), capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert json.loads(done.stdout) == EXPECTED_COPY
+    _same_tree(home / ".copy")
+    assert {(p.stat().st_uid, p.stat().st_gid) for p in (home / ".copy").rglob("*")} == {other_user[:2]}
+    assert not docker_client.containers.list(all=True, filters={"label": f"{c.LABEL_ROLE}={c.ROLE_COPY}"})

@@ -8,7 +8,6 @@ import os
 import shutil
 import signal
 import subprocess
-import tempfile
 import time
 from pathlib import Path
 
@@ -335,11 +334,10 @@ def test_losing_the_client_never_stops_the_run(workdir, standin_image, cli, left
     assert manifest["status"] == "succeeded"
 
 
-def test_outputs_belong_to_a_non_root_user(workdir, standin_image, other_user, leftovers):
-    shared = Path(tempfile.mkdtemp(prefix="chatlike-owner-"))  # pytest's own tmp is root-only
-    shutil.copytree(workdir, shared, dirs_exist_ok=True)
-    os.chmod(shared, 0o777)
-    workdir = shared
+def test_outputs_belong_to_a_non_root_user(workdir, standin_image, other_user, shared_tmp, leftovers):
+    shutil.copytree(workdir, shared_tmp, dirs_exist_ok=True)
+    os.chmod(shared_tmp, 0o777)  # copytree gave it the mode of pytest's folder
+    workdir = shared_tmp
     result = subprocess.run(
         as_user(other_user, *runner_cmd("start", "config.yml", "--image", standin_image)),
         cwd=workdir, capture_output=True, text=True, env={**os.environ, "HOME": str(workdir / "home")}, timeout=120,
@@ -348,7 +346,6 @@ def test_outputs_belong_to_a_non_root_user(workdir, standin_image, other_user, l
     out = run_dir(workdir / "outputs")
     for path in [out, *out.rglob("*")]:
         assert path.stat().st_uid == other_user[0], path
-    shutil.rmtree(shared)
 
 
 def test_full_disk_is_refused_before_anything_starts(cli, standin_image, workdir, leftovers):

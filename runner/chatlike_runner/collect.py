@@ -2,12 +2,15 @@
 OUT/<run-id>.partial).
 
 The output volume is copied from its folder by the kernel when the engine runs on this machine and the runner
-may read it (root), else it streams home as a tar unpacked chunk by chunk (unpack.py), into a hidden folder;
+may read it (root), by a short-lived container running as the runner's user when it may not, else it streams home
+as a tar unpacked chunk by chunk (unpack.py); always into a hidden folder;
 artifacts.py writes the manifest last and publishes the folder with one rename.
 """
 
 from __future__ import annotations
 
+import json
+import os
 import shutil
 from pathlib import Path
 from typing import Any
@@ -15,21 +18,42 @@ from typing import Any
 from . import artifacts
 from . import constants as c
 from .engine import Engine, Run
+from .errors import ChatlikeError
 from .progress import redactor
-from .plan import output_volume
-from .unpack import copy_tree, unpack
+from .plan import copy_options, output_volume
+from .unpack import copy_tree, listing, unpack
 
 
 def copy_outputs(engine: Engine, run: Run, dest: Path) -> list[dict[str, Any]]:
-    """The run's output volume into `dest`: at disk speed from the volume's folder when the engine is local and
-    this process may read it, else as the engine's tar stream. Returns the files, with sizes."""
+    """The run's output volume into `dest`. On a local engine at disk speed: from the volume's folder when this
+    process may read it (root), else by a short-lived container of the run's image running as this user. Else,
+    or when neither could, as the engine's tar stream. Returns the files, with sizes."""
     folder = engine.volume_folder(output_volume(run.id))
     if folder is not None:
         try:
             return copy_tree(Path(folder), dest)
         except PermissionError:  # a file this user may not read (a rootless engine's): the engine reads it
             shutil.rmtree(dest, ignore_errors=True)
+    elif engine.local and (files := _copied_by_container(engine, run, dest)) is not None:
+        return files
     return unpack(engine.archive(run, c.OUTPUT_DIR), dest)
+
+
+def _copied_by_container(engine: Engine, run: Run, dest: Path) -> list[dict[str, Any]] | None:
+    """`chatlike-train copy` in a container of the run's image, as this process's uid:gid, into `dest` bound from
+    this machine. The files, when what it says it copied is what `dest` holds; else None, `dest` emptied (an
+    image without the command, a folder the engine cannot bind, a copy cut short)."""
+    dest.mkdir(parents=True, exist_ok=True)
+    options = copy_options(run.id, dest.resolve(), os.getuid(), os.getgid())
+    try:
+        status, output = engine.run_once("copying the outputs home", run.image_id, options)
+    except ChatlikeError:
+        status, output = -1, ""
+    files = listing(dest)
+    if status == 0 and output.splitlines()[-1:] == [json.dumps(files)]:
+        return files
+    shutil.rmtree(dest, ignore_errors=True)
+    return None
 
 
 def collect(engine: Engine, run: Run, out_dir: Path, configs: dict[str, bytes] | None = None) -> Path:

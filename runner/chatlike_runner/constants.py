@@ -34,6 +34,7 @@ ROLE_VALIDATE = "validate"
 ROLE_EVAL = "eval"
 ROLE_CHAT = "chat"
 ROLE_EXPORT = "export"
+ROLE_COPY = "copy"  # copies a run's outputs home for a user who may not read the engine's volume folders
 JOB_KINDS = (ROLE_EVAL, ROLE_EXPORT)  # each writes OUT/<run-id>/<kind>/
 
 # The training image's unprivileged user: every container the runner starts runs as it (the image itself

@@ -340,6 +340,20 @@ def device_request(gpus: GpuRequest) -> dict[str, Any]:
     return {"driver": "", "count": gpus.count, "capabilities": [["gpu"]]}
 
 
+def copy_options(run_id: str, dest: Path, uid: int, gid: int) -> dict[str, Any]:
+    """The short-lived container that copies a run's output volume into `dest`, a folder on the engine's own
+    machine, at disk speed (`chatlike-train copy`), as the user uid:gid: the copy home for one who may not read
+    the engine's volume folders. The volume is read-only in it, and it has no network."""
+    return {
+        "command": ["chatlike-train", "copy", "/chatlike/output", "/chatlike/home"],
+        "labels": {c.LABEL_RUN: run_id, c.LABEL_ROLE: c.ROLE_COPY},
+        "volumes": {output_volume(run_id): {"bind": "/chatlike/output", "mode": "ro"},
+                    str(dest): {"bind": "/chatlike/home", "mode": "rw"}},
+        "network_mode": "none",
+        "user": f"{uid}:{gid}",
+    }
+
+
 def container_options(plan: RunPlan | JobPlan, validate: bool = False) -> dict[str, Any]:
     """The container a plan asks for, as docker-py's `containers.create` options: the run's (or the job's) own,
     or, with `validate`, the one that checks a run's config and data first (no name, no GPUs).

@@ -214,6 +214,13 @@ def copy_tree(source: Path, dest: Path) -> list[dict[str, Any]]:
     return sorted(files, key=lambda f: f["path"])
 
 
+def listing(folder: Path) -> list[dict[str, Any]]:
+    """The regular files under `folder`, with sizes, in path order: what unpack and copy_tree return."""
+    found = [{"path": path.relative_to(folder).as_posix(), "size": path.lstat().st_size}
+             for path in folder.rglob("*") if stat.S_ISREG(path.lstat().st_mode)]
+    return sorted(found, key=lambda f: f["path"])
+
+
 def _copy_file(source: Path, target: Path) -> int | None:
     """Copy one regular file (None for anything else, a symlink included, checked on the open file)."""
     try:  # no blocking on a fifo; for a regular file O_NONBLOCK changes nothing

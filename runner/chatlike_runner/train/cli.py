@@ -213,3 +213,14 @@ def validate(config_path: Path) -> None:
 
     for line in check(config_path):
         click.echo(line)
+
+
+@main.command()
+@click.argument("source", type=click.Path(path_type=Path, file_okay=False, exists=True))
+@click.argument("dest", type=click.Path(path_type=Path, file_okay=False, exists=True))
+def copy(source: Path, dest: Path) -> None:
+    """Copy the folders and regular files under SOURCE into DEST at disk speed, then print them as JSON (the
+    runner's copy home, in a container of this image, for a user who may not read the engine's volumes)."""
+    from ..unpack import copy_tree
+
+    click.echo(json.dumps(copy_tree(source, dest)))

@@ -6,6 +6,7 @@ most 0.5x the Part 1 script's and at most json.load's; its peak RSS under 100 Mi
 
     .venv/bin/python bench/prepare.py            # ~1 GB
     .venv/bin/python bench/prepare.py --mb 100   # quicker
+    .venv/bin/python bench/prepare.py --export /tmp/result.json   # an export made before (or a real one)
 """
 
 from __future__ import annotations
@@ -50,13 +51,15 @@ def _run(argv: list[str]) -> tuple[float, int, str]:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--mb", type=int, default=1000, help="size of the synthetic export in MB")
+    parser.add_argument("--export", type=Path, help="use this export instead of making one")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory(prefix="chatlike-bench-") as temp:
-        export = Path(temp) / "result.json"
+        export = args.export or Path(temp) / "result.json"
         started = time.monotonic()
-        _make_export(export, args.mb)
+        if args.export is None:
+            _make_export(export, args.mb)
         size = export.stat().st_size / 2**20
-        print(f"export: {size:.0f} MiB, made in {time.monotonic() - started:.0f} s")
+        print(f"export: {size:.0f} MiB" + ("" if args.export else f", made in {time.monotonic() - started:.0f} s"))
         prep_s, prep_rss, _ = _run([sys.executable, "-m", "chatlike_runner", "prepare", str(export), "-o",
                                     str(Path(temp) / "out")])
         report = json.loads((Path(temp) / "out" / "report.json").read_text())

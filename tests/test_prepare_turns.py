@@ -2,13 +2,37 @@
 
 from __future__ import annotations
 
+import json
+
 from prepare_fixtures.exports import MIN, chat, contents, full, msg, run_ok, them
 
-from chatlike_runner.prepare.samples import samples
-from chatlike_runner.prepare.turns import Line, conversations, in_time_order
+from chatlike_runner.prepare import samples as made
+from chatlike_runner.prepare.turns import REORDER_WINDOW, Conversations, Line, TimeOrder
 
 HOUR = 60 * MIN
 DAY = 24 * HOUR
+
+
+def in_time_order(lines: list[Line], window: int = REORDER_WINDOW) -> list[Line]:
+    """TimeOrder fed line by line, as prepare feeds it batch by batch."""
+    order, out = TimeOrder(window), []
+    for line in lines:
+        order.add((line,))
+        out += order.ready()
+    return out + list(order.rest())
+
+
+def conversations(lines: list[Line], *, merge: int, gap: int) -> list:
+    grouping = Conversations(merge=merge, gap=gap)
+    found = list(grouping.add(lines))
+    return found + ([last] if (last := grouping.close()) is not None else [])
+
+
+def samples(turns: list, *, max_chars: int) -> list[list[dict]]:
+    """The samples of one conversation as prepare writes them, read back."""
+    texts = made.contents(turns, None)
+    return [json.loads(made.encoded(turns, texts, start, end, None))["messages"]
+            for start, end in made.spans(turns, texts, max_chars)]
 
 
 def test_consecutive_messages_within_the_window_merge_with_newlines(tmp_path):

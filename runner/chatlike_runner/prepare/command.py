@@ -10,7 +10,6 @@ from rich.console import Console
 from rich.table import Table
 
 from ..errors import ChatlikeError
-from .dataset import Options, build
 from .write import staged
 
 # The synthetic export made by examples/make_export.py, used when no EXPORT is given (in a checkout of the repo).
@@ -79,6 +78,8 @@ def prepare(export: Path | None, out: Path, me: str | None, me_name: str | None,
             raise ChatlikeError("no EXPORT given and the bundled example is not here; pass the path of result.json")
         export = EXAMPLE
         console.print(f"no EXPORT given: using the synthetic example {export}")
+    from .dataset import Options, build  # here: every runner command loads this module, few of them prepare
+
     options = Options(me=me, me_name=me_name, groups=groups, stickers=stickers, merge_minutes=merge_minutes,
                       gap_minutes=gap_minutes, heldout_share=heldout_share, heldout_days=heldout_days,
                       mask=not no_mask, pseudonyms=pseudonyms, system=system, max_chars=max_chars)

@@ -6,23 +6,25 @@ bounded whatever the size of the export.
 
 from __future__ import annotations
 
+import gc
 import json
 import re
 from array import array
-from collections import Counter
-from collections.abc import Iterable, Iterator
+from collections import Counter, defaultdict
+from collections.abc import Callable, Iterable, Iterator
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any, TextIO
+from typing import Any, BinaryIO
 
 import ijson
 
 from ..errors import ChatlikeError
 from . import messages, privacy
 from .export import HOW_TO_EXPORT, Chat, HashingReader, chats, resolve, user_id
-from .samples import samples
+from .samples import contents, encoded, spans
 from .split import heldout_flags
-from .turns import Line, Turn, conversations, in_time_order
+from .turns import Conversations, Line, TimeOrder, Turn
 
 PERSONAL = frozenset({"personal_chat"})
 GROUPS = frozenset({"private_group", "private_supergroup", "public_supergroup"})
@@ -31,6 +33,8 @@ _ME = re.compile(r"^(?:user)?(\d+)$")
 HOW_TO_FIND_ME = ('your id is the "from_id" of a message you sent, e.g. "user123456789"; '
                   "or pass --me-name with your display name")
 SENDER_SCAN = 1000
+_BATCH = 256  # lines read before they go on to be ordered, grouped and spooled
+_COLLECT_EVERY = 50_000  # allocated containers (net) between collections of the youngest generation, while reading
 
 
 @dataclass(frozen=True)
@@ -63,8 +67,10 @@ class Tally:
     messages_dropped: Counter[str] = field(default_factory=Counter)
     conversations: int = 0
     conversations_dropped: Counter[str] = field(default_factory=Counter)
-    turns: Counter[str] = field(default_factory=Counter)
-    characters: Counter[str] = field(default_factory=Counter)
+    my_turns: int = 0
+    their_turns: int = 0
+    my_characters: int = 0
+    their_characters: int = 0
     masks: Counter[str] = field(default_factory=Counter)
     senders: Counter[tuple[str, str]] = field(default_factory=Counter)
     my_messages: int = 0
@@ -114,7 +120,7 @@ class Identity:
 class Builder:
     """Turns the chats of one export into spooled samples, counting everything it keeps and drops."""
 
-    def __init__(self, options: Options, spool: TextIO) -> None:
+    def __init__(self, options: Options, spool: BinaryIO) -> None:
         self.options = options
         self.spool = spool
         self.tally = Tally()
@@ -136,19 +142,33 @@ class Builder:
             self.tally.chats_dropped[reason] += 1
             return
         identity = self._identity(chat, raw_messages)
-        seen = Counter()
-        lines = self._lines(chat, identity, raw_messages, seen)
-        made = 0
-        options = self.options
         group = chat.type in GROUPS
-        for turns in conversations(in_time_order(lines), merge=int(options.merge_minutes * 60),
-                                   gap=int(options.gap_minutes * 60)):
+        options = self.options
+        order = TimeOrder()
+        grouping = Conversations(merge=int(options.merge_minutes * 60), gap=int(options.gap_minutes * 60))
+        made = 0
+
+        def conversations(lines: list[Line]) -> None:
+            nonlocal made
+            for turns in grouping.add(lines):
+                made += self._conversation(chat, turns, group, identity, made)
+
+        def spool(lines: list[Line]) -> None:
+            order.add(lines)
+            conversations(order.ready())
+
+        # A group's system prompt names the group by its scrubbed name, which depends on the contacts read so
+        # far: there, each line goes on at once, so that the prompt sees what it would see line by line.
+        batch = 1 if group and self.pseudonyms is not None and options.system is not None else _BATCH
+        mine, theirs = self._lines(chat, identity, raw_messages, spool, batch)
+        conversations(order.rest())
+        if (turns := grouping.close()) is not None:
             made += self._conversation(chat, turns, group, identity, made)
         if made:
             self.tally.chats_kept += 1
         else:
-            reason = ("no messages of yours" if not seen["mine"] else
-                      "only your messages" if not seen["theirs"] else "no reply of yours to the other side")
+            reason = ("no messages of yours" if not mine else
+                      "only your messages" if not theirs else "no reply of yours to the other side")
             self.tally.chats_dropped[reason] += 1
 
     def _identity(self, chat: Chat, raw_messages: Iterator[Any]) -> Identity:
@@ -171,64 +191,121 @@ class Builder:
                                     f"({HOW_TO_FIND_ME}){senders_hint(found)}")
         return self.identity
 
-    def _lines(self, chat: Chat, identity: Identity, raw_messages: Iterable[Any], seen: Counter[str]) -> Iterator[Line]:
-        """Every kept message of the chat as a Line; the loop runs for each message of the export, so what it
-        uses is bound to locals and counted in plain dicts, added to the tally at the end."""
+    def _lines(self, chat: Chat, identity: Identity, raw_messages: Iterable[Any],
+               spool: Callable[[list[Line]], None], batch: int) -> tuple[int, int]:
+        """Every kept message of the chat as a line (a Line's fields as a plain tuple), handed to spool in
+        batches; returns the counts of my messages and theirs.
+
+        This loop runs for each message of the export: a message of the common shape (one plain text
+        entity, a string from_id and date_unixtime, no sticker) takes the short way, any other goes through
+        messages.read and privacy.mask, which give the same for the common shape. What it uses is bound to
+        locals and counted in plain dicts, added to the tally at the end."""
         tally, options, pseudonyms = self.tally, self.options, self.pseudonyms
         if pseudonyms is not None and chat.type in PERSONAL and user_id(chat.id):
             pseudonyms.of(user_id(chat.id), chat.name)
         read, message_type, stickers, mask, masks = messages.read, messages.Message, options.stickers, options.mask, tally.masks
-        is_me, dropped, senders = identity.is_me, tally.messages_dropped, tally.senders
-        mask_text = privacy.mask
+        dropped, senders = Counter(), defaultdict(int)
+        me_id, me_name, name_owners = identity.me_id, identity.me_name, identity.name_owners
+        needs_display = not identity.display
+        mask_text, mask_plain, candidate, placeholders = privacy.mask, privacy.mask_plain, privacy.CANDIDATE.search, messages.PLACEHOLDERS
+        lines: list[Any] = []
+        line = lines.append
         count = mine_count = theirs_count = 0
+        # The senders are only named when the export holds no message of mine: counted until one comes.
+        counting = not tally.my_messages
         try:
             for raw in raw_messages:
                 count += 1
-                message = read(raw, stickers=stickers)
-                if type(message) is not message_type:
-                    dropped[message] += 1
-                    continue
-                ts, sender, name, pieces = message
-                senders[(sender, name)] += 1
-                if is_me(sender, name):
-                    mine = True
-                    mine_count += 1
-                    identity.display = identity.display or name
+                try:
+                    short = (raw["type"] == "message" and "forwarded_from" not in raw and "saved_from" not in raw
+                             and "via_bot" not in raw and "media_type" not in raw
+                             and type(sender := raw["from_id"]) is str and sender
+                             and type(unix := raw["date_unixtime"]) is str
+                             and type(entities := raw["text_entities"]) is list and len(entities) == 1
+                             and type(entity := entities[0]) is dict and entity["type"] == "plain"
+                             and type(text := entity["text"]) is str
+                             and (stripped := text.strip()) and not stripped.startswith(placeholders)
+                             and not sender.startswith("channel") and unix.isdecimal())
+                except (KeyError, TypeError):
+                    short = False
+                if short:
+                    ts = int(unix)
+                    name = raw.get("from")
+                    if type(name) is not str:
+                        name = ""
+                    if mask and candidate(text):
+                        text = mask_plain(text, masks)
+                        stripped = None
                 else:
-                    mine = False
+                    message = read(raw, stickers=stickers)
+                    if type(message) is not message_type:
+                        dropped[message] += 1
+                        continue
+                    ts, sender, name, pieces = message
+                    text = mask_text(pieces, masks) if mask else "".join([t for _, t in pieces])
+                    stripped = None
+                if me_id is not None:
+                    mine = sender == me_id
+                else:
+                    mine = name == me_name
+                    if mine:
+                        name_owners.add(sender)
+                if counting:
+                    senders[(sender, name)] += 1
+                    counting = not mine
+                if mine:
+                    mine_count += 1
+                    if needs_display:
+                        identity.display = name
+                        needs_display = not name
+                else:
                     theirs_count += 1
                     if pseudonyms is not None:
                         pseudonyms.of(sender, name)
-                text = mask_text(pieces, masks) if mask else "".join([t for _, t in pieces])
                 if pseudonyms is not None:
                     text = pseudonyms.scrub(text, masks)
-                yield Line(ts, sender, name, text.strip(), mine)
+                    stripped = None
+                line((ts, sender, name, text.strip() if stripped is None else stripped, mine))
+                if len(lines) >= batch:
+                    spool(lines)
+                    lines = []
+                    line = lines.append
+            spool(lines)
         finally:
             tally.messages_read += count
             tally.messages_kept += mine_count + theirs_count
             tally.my_messages += mine_count
-            seen["mine"] += mine_count
-            seen["theirs"] += theirs_count
+            tally.messages_dropped.update(dropped)
+            tally.senders.update(senders)
+        return mine_count, theirs_count
 
     def _conversation(self, chat: Chat, turns: list[Turn], group: bool, identity: Identity, ordinal: int) -> int:
         """Spool the samples of one conversation; 1 when it gave any, else 0."""
-        made = list(samples(turns, max_chars=self.options.max_chars, speaker=self._speaker if group else None))
-        if not made:
+        texts = contents(turns, self._speaker if group else None)
+        found = spans(turns, texts, self.options.max_chars)
+        if not found:
             self.tally.conversations_dropped["no reply of yours to the other side"] += 1
             return 0
         system = self._system(chat, turns, group, identity)
-        for sample in made:
-            for message in sample:
-                who = "mine" if message["role"] == "assistant" else "theirs"
-                self.tally.turns[who] += 1
-                self.tally.characters[who] += len(message["content"])
-            if system is not None:
-                sample.insert(0, {"role": "system", "content": system})
-            self.spool.write(json.dumps({"messages": sample}, ensure_ascii=False) + "\n")
+        my_turns = my_characters = their_turns = their_characters = 0
+        for start, end in found:
+            for index in range(start, end):
+                if turns[index][2]:
+                    my_turns += 1
+                    my_characters += len(texts[index])
+                else:
+                    their_turns += 1
+                    their_characters += len(texts[index])
+            self.spool.write(encoded(turns, texts, start, end, system).encode())
             self.chat_of.append(chat.index)
             self.conversation_of.append(ordinal)
             self.start_of.append(turns[0].start)
-        self.tally.conversations += 1
+        tally = self.tally
+        tally.conversations += 1
+        tally.my_turns += my_turns
+        tally.their_turns += their_turns
+        tally.my_characters += my_characters
+        tally.their_characters += their_characters
         return 1
 
     def _speaker(self, turn: Turn) -> str:
@@ -262,6 +339,21 @@ def senders_hint(senders: Counter[tuple[str, str]]) -> str:
     return f"; senders in this export: {', '.join(top)}" if top else ""
 
 
+@contextmanager
+def _rare_collections() -> Iterator[None]:
+    """Fewer and smaller runs of the cycle collector: each chunk of the export makes a thousand containers that
+    live until its messages are read, which by default would start a collection every chunk, though none of them
+    is in a cycle; and the objects made before (the program's modules) are left out of the collections."""
+    threshold = gc.get_threshold()
+    gc.freeze()
+    gc.set_threshold(_COLLECT_EVERY, *threshold[1:])
+    try:
+        yield
+    finally:
+        gc.set_threshold(*threshold)
+        gc.unfreeze()
+
+
 def read_export(source: Path, builder: Builder) -> str:
     """Feed every chat of the export to the builder; returns the export's sha256."""
     try:
@@ -271,8 +363,9 @@ def read_export(source: Path, builder: Builder) -> str:
     with raw:
         reader = HashingReader(raw)
         try:
-            for chat, raw_messages in chats(reader):
-                builder.chat(chat, raw_messages)
+            with _rare_collections():
+                for chat, raw_messages in chats(reader):
+                    builder.chat(chat, raw_messages)
         except ijson.JSONError as exc:
             detail = str(exc).strip().splitlines()[0][:120] if str(exc).strip() else "bad JSON"
             raise ChatlikeError(f"{source} is not valid JSON ({detail}); it may be truncated or not an export: "
@@ -314,16 +407,15 @@ def build(export: Path, options: Options, workdir: Path) -> dict[str, Any]:
     if options.me:
         normalize_me(options.me)
     spool_path = workdir / SPOOL
-    with spool_path.open("w", encoding="utf-8") as spool:
+    with spool_path.open("wb") as spool:
         builder = Builder(options, spool)
         sha256 = read_export(source, builder)
     _check(builder, source)
     counts = Counter()
     flags = heldout_flags(builder.chat_of, builder.conversation_of, builder.start_of,
                           share=options.heldout_share, days=options.heldout_days)
-    with spool_path.open(encoding="utf-8") as spool, \
-            (workdir / "train.jsonl").open("w", encoding="utf-8") as train, \
-            (workdir / "heldout.jsonl").open("w", encoding="utf-8") as heldout:
+    with spool_path.open("rb") as spool, (workdir / "train.jsonl").open("wb") as train, \
+            (workdir / "heldout.jsonl").open("wb") as heldout:
         for line, held in zip(spool, flags):
             (heldout if held else train).write(line)
             counts["heldout" if held else "train"] += 1
@@ -336,8 +428,8 @@ def build(export: Path, options: Options, workdir: Path) -> dict[str, Any]:
 def _report(builder: Builder, options: Options, source: Path, sha256: str, samples: Counter[str]) -> dict[str, Any]:
     tally, identity = builder.tally, builder.identity
     assert identity is not None
-    turns = tally.turns["mine"] + tally.turns["theirs"]
-    characters = tally.characters["mine"] + tally.characters["theirs"]
+    turns = tally.my_turns + tally.their_turns
+    characters = tally.my_characters + tally.their_characters
     return {
         "export": {"file": source.name, "sha256": sha256},
         "me": {"id": identity.me_id, "name": identity.display, "found_by": builder.how_me},
@@ -347,9 +439,9 @@ def _report(builder: Builder, options: Options, source: Path, sha256: str, sampl
                      "dropped": dict(sorted(tally.messages_dropped.items()))},
         "conversations": {"kept": tally.conversations, "dropped": dict(sorted(tally.conversations_dropped.items()))},
         "samples": {"train": samples["train"], "heldout": samples["heldout"]},
-        "turns": {"total": turns, "mine": tally.turns["mine"], "my_share": round(tally.turns["mine"] / turns, 4)},
-        "characters": {"total": characters, "mine": tally.characters["mine"],
-                       "my_share": round(tally.characters["mine"] / characters, 4)},
+        "turns": {"total": turns, "mine": tally.my_turns, "my_share": round(tally.my_turns / turns, 4)},
+        "characters": {"total": characters, "mine": tally.my_characters,
+                       "my_share": round(tally.my_characters / characters, 4)},
         "masks": {kind: tally.masks[kind] for kind in (*privacy.MASKS, "name")},
         "warnings": _name_warning(identity),
     }

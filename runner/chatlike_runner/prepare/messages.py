@@ -8,7 +8,7 @@ from typing import Any, NamedTuple
 from .export import user_id
 
 # Telegram writes these where a file was not downloaded; they are never text.
-_PLACEHOLDERS = ("(File not included", "(File exceeds maximum size")
+PLACEHOLDERS = ("(File not included", "(File exceeds maximum size")
 _MEDIA_KEYS = ("photo", "file", "media_type", "sticker_emoji", "contact_information", "location_information",
                "poll", "game_information", "invoice_information", "place_name", "live_location_period_seconds")
 
@@ -102,7 +102,7 @@ def read(raw: Any, *, stickers: bool) -> Message | str:
     found = _sticker(raw) if is_sticker and stickers else pieces(raw)
     text = found[0][1] if len(found) == 1 else "".join([t for _, t in found])
     text = text.strip()
-    if not text or text.startswith(_PLACEHOLDERS):
+    if not text or text.startswith(PLACEHOLDERS):
         if is_sticker:
             return "sticker"
         return "media without caption" if any(k in raw for k in _MEDIA_KEYS) else "empty"

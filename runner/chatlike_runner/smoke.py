@@ -10,7 +10,6 @@ from pathlib import Path
 from .configfile import load_config
 from .plan import local_path
 from .prepare.command import EXAMPLE
-from .prepare.dataset import Options, build
 from .prepare.write import staged
 
 
@@ -27,6 +26,8 @@ def example_dataset(config: Path) -> Path | None:
     target = local_path(path, config.resolve().parent)
     if target.name != "train.jsonl" or target.exists():
         return None
+    from .prepare.dataset import Options, build  # here: the runner's start-up does not pay for it
+
     with staged(target.parent, force=False) as workdir:
         build(EXAMPLE, Options(), workdir)
     return target

@@ -1,12 +1,20 @@
-# chatlike training image: Axolotl 0.19.0 + torch 2.13.0, two flavors from this one file.
+# chatlike training image: Axolotl 0.19.0 + torch 2.13.0, two flavors from this one file and one base.
 #
-#   CUDA (default; RTX 3090 sm_86 .. H100/H200 sm_90; host driver >= 580 for CUDA 13.0):
-#     DOCKER_BUILDKIT=1 docker build -t chatlike/train:latest .
-#   CPU (CI and smoke tests; torch 2.13.0+cpu from a local wheelhouse; base made by debootstrap):
-#     docker/build-cpu.sh          # = docker build --build-arg FLAVOR=cpu --build-arg BASE_IMAGE=chatlike/debian:bookworm-minbase
-#                                  #   --build-arg WHEELHOUSE=wheelhouse -t chatlike/train:cpu .
-#   Behind a TLS-intercepting proxy add: --secret id=ca,src=/etc/ssl/certs/ca-certificates.crt
+#   docker/build.sh cuda   # chatlike/train:latest: RTX 3090 sm_86 .. H100/H200 sm_90, host driver >= 580 (CUDA 13.0)
+#   docker/build.sh cpu    # chatlike/train:cpu: CI and smoke runs, torch 2.13.0+cpu from a local wheelhouse
+# (`make image` / `make image-cpu`, or `chatlike-runner build --flavor cuda|cpu`, run the same script.) It makes the
+# base once: Debian bookworm by debootstrap, `docker import`ed as chatlike/debian:bookworm-minbase (no registry
+# needed), then runs `docker build --build-arg FLAVOR=...`. Where a registry is reachable, the same Debian release
+# pulled by digest does as well: --build-arg BASE_IMAGE=debian:bookworm-slim@sha256:<digest>.
+#   Behind a TLS-intercepting proxy the script passes --secret id=ca,src=/etc/ssl/certs/ca-certificates.crt
 #   (used by apt and pip during the build only; never written to a layer).
+#
+# Why no nvidia/cuda base: torch's CUDA 13.0 wheels bring their own CUDA runtime, cuBLAS, cuDNN, NCCL and nvJitLink
+# (the nvidia-* wheels of requirements/cuda.lock), Triton brings its own ptxas, and bitsandbytes ships its CUDA 13.0
+# library; the recipe loads no DeepSpeed op that is compiled at run time (ZeRO-2 without offload), so no nvcc either
+# (an op that needs one would take the nvidia-cuda-nvcc wheel). What the image still needs from the host: an NVIDIA
+# driver >= 580 (CUDA 13.0) and the NVIDIA Container Toolkit, which mounts the driver's libcuda into the container.
+# The two flavors differ only in requirements/<flavor>.lock: torch's build and the CUDA wheels that come with it.
 #
 # Needs BuildKit (DOCKER_BUILDKIT=1 or buildx) for RUN --mount. Every Python package comes from
 # requirements/<flavor>.lock with hashes (requirements/lock.sh regenerates them).
@@ -19,10 +27,7 @@
 # (updateRemoteUserUID); none of them starts anything as root. ENTRYPOINT is empty so that every one of them,
 # and platforms that replace the entrypoint, pass a plain command.
 
-# CUDA 13.0 devel (nvcc for DeepSpeed's JIT ops; its major must match torch's CUDA 13.0), Ubuntu 24.04, Python 3.12.
-# Digest as published for this tag (recorded 2026-06-17 in public pins; not resolvable from this network):
-# re-check with `docker buildx imagetools inspect nvidia/cuda:13.0.2-cudnn-devel-ubuntu24.04`.
-ARG BASE_IMAGE=nvidia/cuda:13.0.2-cudnn-devel-ubuntu24.04@sha256:e071e85c52ad91fc9ea24158ff5330876b2d1a5c4ac83ccc6066976835873c01
+ARG BASE_IMAGE=chatlike/debian:bookworm-minbase
 
 # A folder in the build context with wheels pip may use (the CPU flavor's torch-2.13.0+cpu wheel), mounted
 # into the install step from this stage so the wheels never become a layer of the image.
@@ -36,23 +41,6 @@ COPY runner/chatlike_runner /src/runner/chatlike_runner
 
 FROM ${BASE_IMAGE}
 
-# cuda | cpu: picks requirements/<FLAVOR>.lock, the asserts, and the baked-in extras.
-ARG FLAVOR=cuda
-ARG USER_UID=1000
-ARG USER_GID=1000
-# What the build asserts and the labels state (the lock must agree or the build fails).
-ARG TORCH_VERSION=2.13.0
-ARG TORCH_CUDA=13.0
-# Label-only facts of the CUDA flavor (build-cpu.sh sets them to "none").
-ARG MIN_DRIVER=580
-ARG GPU_ARCHS="sm_75 sm_80 sm_86 sm_90 sm_100 sm_120"
-ARG AXOLOTL_VERSION=0.19.0
-ARG BITSANDBYTES_VERSION=0.50.2
-ARG DEEPSPEED_VERSION=0.18.9
-ARG TRANSFORMERS_VERSION=5.16.1
-ARG FA2_HUB_KERNEL=kernels-community/flash-attn2
-ARG FA2_HUB_KERNEL_REVISION=v2
-
 SHELL ["/bin/bash", "-o", "pipefail", "-c"]
 ENV DEBIAN_FRONTEND=noninteractive \
     LANG=C.UTF-8 \
@@ -62,9 +50,9 @@ ENV DEBIAN_FRONTEND=noninteractive \
     PIP_DISABLE_PIP_VERSION_CHECK=1 \
     DS_BUILD_OPS=0
 
-# System packages: Python (3.12 on Ubuntu 24.04, 3.11 on bookworm), headers and a C compiler for the
-# kernels Triton/DeepSpeed compile at run time, libaio for DeepSpeed's async I/O. Versions come with the
-# pinned base (CUDA: digest; CPU: the debootstrap snapshot), so apt pins would only repeat them.
+# System packages: Python 3.11 (bookworm's), headers and a C compiler for the kernels Triton compiles at run time,
+# libaio for DeepSpeed's async I/O. Versions come with the pinned base (the debootstrap snapshot, or a digest), so
+# apt pins would only repeat them.
 # hadolint ignore=DL3008
 RUN --mount=type=secret,id=ca,required=false \
     if [ -s /run/secrets/ca ]; then echo 'Acquire::https::CAInfo "/run/secrets/ca";' > /etc/apt/apt.conf.d/99build-ca; fi \
@@ -74,18 +62,11 @@ RUN --mount=type=secret,id=ca,required=false \
     && rm -rf /var/lib/apt/lists/* /etc/apt/apt.conf.d/99build-ca \
     && python3 -m venv /opt/venv
 
-# Every package from the lock, hashes required, no resolver decisions at build time.
-COPY requirements/${FLAVOR}.lock /opt/chatlike/requirements.lock
-RUN --mount=type=secret,id=ca,required=false \
-    --mount=type=bind,from=wheelhouse,target=/wheelhouse \
-    if [ -s /run/secrets/ca ]; then export PIP_CERT=/run/secrets/ca; fi; \
-    pip install --no-deps --require-hashes --find-links /wheelhouse -r /opt/chatlike/requirements.lock \
-    && pip check
-
 # llama.cpp for `export` (GGUF) and its checks: one release, vendored in llama-cpp-python's sdist, whose hash the
 # lock pins. Its Python bindings (loader, quantizer) are built here for the CPU, portable (no -march=native), without
 # an isolated build environment (its build requirements are pinned too); llama.cpp's own converter and gguf-py come
-# from the same archive into /opt/llama.cpp. A few minutes on 2 cores, and cached with the layers above.
+# from the same archive into /opt/llama.cpp. A few minutes on 2 cores: built before anything flavor-specific, so
+# both flavors share this layer. (Its runtime dependencies come with the flavor's lock; `pip check` runs after it.)
 COPY requirements/llama-cpp-build.lock requirements/llama-cpp.lock /opt/chatlike/
 RUN --mount=type=secret,id=ca,required=false \
     if [ -s /run/secrets/ca ]; then export PIP_CERT=/run/secrets/ca; fi; \
@@ -97,28 +78,41 @@ RUN --mount=type=secret,id=ca,required=false \
     && mkdir -p /opt/llama.cpp \
     && tar -xzf /tmp/llama/llama_cpp_python-*.tar.gz -C /opt/llama.cpp --strip-components=3 --wildcards \
         '*/vendor/llama.cpp/convert_hf_to_gguf.py' '*/vendor/llama.cpp/conversion' '*/vendor/llama.cpp/gguf-py' \
-    && rm -rf /tmp/llama \
-    && pip check
+    && rm -rf /tmp/llama
 
-# chatlike_runner (chatlike-train, and `chatlike-runner prepare` for compose), built from a copy of the sources.
-RUN --mount=type=bind,from=source,source=/src,target=/mnt/src \
-    cp -r /mnt/src /tmp/chatlike-src \
-    && pip install --no-deps --no-build-isolation --no-index /tmp/chatlike-src \
-    && rm -rf /tmp/chatlike-src
+# From here on the flavor decides. (Every RUN after an ARG sees it: declared here, the flavor's values do not
+# rebuild the shared layers above.)
+# cuda | cpu: picks requirements/<FLAVOR>.lock, the asserts, and the baked-in extras.
+ARG FLAVOR=cuda
+ARG USER_UID=1000
+ARG USER_GID=1000
+# What the build asserts and the labels state (the lock must agree or the build fails).
+ARG TORCH_VERSION=2.13.0
+ARG TORCH_CUDA=13.0
+# Label-only facts of the CUDA flavor (the CPU flavor's build sets them to "none").
+ARG MIN_DRIVER=580
+ARG GPU_ARCHS="sm_75 sm_80 sm_86 sm_90 sm_100 sm_120"
+ARG AXOLOTL_VERSION=0.19.0
+ARG BITSANDBYTES_VERSION=0.50.2
+ARG DEEPSPEED_VERSION=0.18.9
+ARG TRANSFORMERS_VERSION=5.16.1
+ARG FA2_HUB_KERNEL=kernels-community/flash-attn2
+ARG FA2_HUB_KERNEL_REVISION=v2
 
-# Build-time asserts: a resolver or a lock that swapped torch (or lost a CUDA build) fails here. (An ARG is part of
-# the cache key of every RUN after it: declared here, the pin below does not rebuild the layers above.)
-ARG LLAMA_CPP_PYTHON_VERSION=0.3.36
-COPY docker/assert-image.py /opt/chatlike/assert-image.py
-RUN FLAVOR="${FLAVOR}" TORCH_VERSION="${TORCH_VERSION}" TORCH_CUDA="${TORCH_CUDA}" AXOLOTL_VERSION="${AXOLOTL_VERSION}" \
-    BITSANDBYTES_VERSION="${BITSANDBYTES_VERSION}" DEEPSPEED_VERSION="${DEEPSPEED_VERSION}" \
-    TRANSFORMERS_VERSION="${TRANSFORMERS_VERSION}" FA2_HUB_KERNEL="${FA2_HUB_KERNEL}" \
-    LLAMA_CPP_PYTHON_VERSION="${LLAMA_CPP_PYTHON_VERSION}" python /opt/chatlike/assert-image.py
+# Every package from the lock, hashes required, no resolver decisions at build time. The CUDA wheels' libraries
+# (site-packages/nvidia/.../lib) go on the loader's path: torch finds them by its RPATH, but bitsandbytes' CUDA
+# library and the flash-attention kernel link them by name, as from a system CUDA.
+COPY requirements/${FLAVOR}.lock /opt/chatlike/requirements.lock
+RUN --mount=type=secret,id=ca,required=false \
+    --mount=type=bind,from=wheelhouse,target=/wheelhouse \
+    if [ -s /run/secrets/ca ]; then export PIP_CERT=/run/secrets/ca; fi; \
+    pip install --no-deps --require-hashes --find-links /wheelhouse -r /opt/chatlike/requirements.lock \
+    && pip check \
+    && cuda_libs=$(find /opt/venv/lib/python3*/site-packages -path '*/site-packages/nvidia/*' -name 'lib*.so*' \
+        -printf '%h\n' | sort -u) \
+    && if [ -n "$cuda_libs" ]; then echo "$cuda_libs" > /etc/ld.so.conf.d/chatlike-cuda-wheels.conf && ldconfig; fi
 
 # The user, and the paths the runner mounts volumes on (a fresh named volume takes these owners).
-COPY configs /opt/chatlike/configs
-COPY examples/telegram /opt/chatlike/examples/telegram
-COPY docker/fetch-hub-kernel.py /opt/chatlike/fetch-hub-kernel.py
 RUN if getent passwd "${USER_UID}" >/dev/null; then userdel --remove "$(getent passwd "${USER_UID}" | cut -d: -f1)"; fi \
     && (getent group "${USER_GID}" >/dev/null || groupadd --gid "${USER_GID}" chatlike) \
     && useradd --uid "${USER_UID}" --gid "${USER_GID}" --create-home --shell /bin/bash chatlike \
@@ -128,15 +122,37 @@ RUN if getent passwd "${USER_UID}" >/dev/null; then userdel --remove "$(getent p
 # Flash attention: Axolotl 0.19 + transformers 5.16 run attn_implementation: flash_attention_2 on the hub
 # kernel kernels-community/flash-attn2 (v2; the flash-attn package is an sdist that takes hours to build).
 # The CUDA flavor fetches the build for this torch into KERNELS_CACHE, outside the cache volume, so a run
-# needs no hub access for it. Both flavors bake in the tiny model the smoke config trains (`start --smoke`,
-# with --gpus all on the CUDA flavor), about 0.5 MB.
-ENV KERNELS_CACHE=/opt/chatlike/kernels
+# needs no hub access for it. A build that cannot reach the hub says so and goes on without it; `chatlike-train
+# validate` then refuses flash_attention_2 configs (CHATLIKE_FA2_KERNEL names what this image would have).
+ENV KERNELS_CACHE=/opt/chatlike/kernels \
+    CHATLIKE_FA2_KERNEL=${FA2_HUB_KERNEL}@${FA2_HUB_KERNEL_REVISION}
+COPY docker/fetch-hub-kernel.py /opt/chatlike/fetch-hub-kernel.py
 RUN --mount=type=secret,id=ca,required=false \
     if [ -s /run/secrets/ca ]; then export REQUESTS_CA_BUNDLE=/run/secrets/ca SSL_CERT_FILE=/run/secrets/ca; fi; \
     if [ "${FLAVOR}" = cuda ]; then \
         python /opt/chatlike/fetch-hub-kernel.py "${FA2_HUB_KERNEL}" "${FA2_HUB_KERNEL_REVISION}"; \
-    fi \
-    && HF_HUB_OFFLINE=1 chatlike-train tiny-model /opt/chatlike/tiny-model \
+    fi
+
+# chatlike_runner (chatlike-train, and `chatlike-runner prepare` for compose), built from a copy of the sources,
+# with the configs and the example export. Both flavors bake in the tiny model the smoke config trains
+# (`start --smoke`, with --gpus all on the CUDA flavor), about 0.5 MB.
+RUN --mount=type=bind,from=source,source=/src,target=/mnt/src \
+    cp -r /mnt/src /tmp/chatlike-src \
+    && pip install --no-deps --no-build-isolation --no-index /tmp/chatlike-src \
+    && rm -rf /tmp/chatlike-src \
+    && HF_HUB_OFFLINE=1 chatlike-train tiny-model /opt/chatlike/tiny-model
+COPY configs /opt/chatlike/configs
+COPY examples/telegram /opt/chatlike/examples/telegram
+
+# Build-time asserts: a resolver or a lock that swapped torch (or lost a CUDA build), a shared library that does not
+# resolve, or a broken import fails here. (An ARG is part of the cache key of every RUN after it: declared here,
+# the pin below does not rebuild the layers above.)
+ARG LLAMA_CPP_PYTHON_VERSION=0.3.36
+COPY docker/assert-image.py /opt/chatlike/assert-image.py
+RUN FLAVOR="${FLAVOR}" TORCH_VERSION="${TORCH_VERSION}" TORCH_CUDA="${TORCH_CUDA}" AXOLOTL_VERSION="${AXOLOTL_VERSION}" \
+    BITSANDBYTES_VERSION="${BITSANDBYTES_VERSION}" DEEPSPEED_VERSION="${DEEPSPEED_VERSION}" \
+    TRANSFORMERS_VERSION="${TRANSFORMERS_VERSION}" FA2_HUB_KERNEL="${FA2_HUB_KERNEL}" \
+    LLAMA_CPP_PYTHON_VERSION="${LLAMA_CPP_PYTHON_VERSION}" python /opt/chatlike/assert-image.py \
     && chmod -R a+rX /opt/chatlike
 
 # Declared here, not above, so a new commit does not invalidate the install layers.
@@ -159,7 +175,7 @@ LABEL org.opencontainers.image.title="chatlike-train" \
       org.chatlike.deepspeed="${DEEPSPEED_VERSION}" \
       org.chatlike.transformers="${TRANSFORMERS_VERSION}" \
       org.chatlike.llama-cpp-python="${LLAMA_CPP_PYTHON_VERSION}" \
-      org.chatlike.flash-attention="hub kernel ${FA2_HUB_KERNEL}@${FA2_HUB_KERNEL_REVISION} (CUDA flavor); sdpa on CPU" \
+      org.chatlike.flash-attention="hub kernel ${FA2_HUB_KERNEL}@${FA2_HUB_KERNEL_REVISION} (CUDA flavor, when its build reached the hub); sdpa on CPU" \
       org.chatlike.min-driver="${MIN_DRIVER}" \
       org.chatlike.gpu-archs="${GPU_ARCHS}" \
       org.chatlike.command="chatlike-train run /chatlike/input/config.yml" \

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Check that every pin of requirements/cuda.lock resolves on the index for the CUDA image's target
-# (linux x86_64, CPython 3.12, manylinux_2_28 or older), hashes required, without installing anything:
+# (linux x86_64, CPython 3.11, manylinux_2_28 or older), hashes required, without installing anything:
 # `pip install --dry-run` fetches wheel metadata only (PEP 658 .metadata files), plus the few sdists
 # (DeepSpeed and some pure-Python packages, a few MB) whose metadata it has to build.
 #   requirements/check-cuda-lock.sh [REPORT.json]      (pip's installation report; default: a temp file)
@@ -28,6 +28,6 @@ platforms+=(--platform manylinux2014_x86_64 --platform manylinux2010_x86_64 --pl
 
 # Only the index counts: no pip config (local find-links or extra indexes would hide a missing wheel).
 PIP_CONFIG_FILE=/dev/null PIP_FIND_LINKS= DS_BUILD_OPS=0 "$PIP" install --dry-run --ignore-installed --quiet \
-    --target "$target" "${platforms[@]}" --python-version 3.12 --implementation cp --abi cp312 \
+    --target "$target" "${platforms[@]}" --python-version 3.11 --implementation cp --abi cp311 \
     --no-deps --require-hashes -r requirements/cuda.lock --report "$report"
-echo "requirements/cuda.lock resolves for linux x86_64 / CPython 3.12: $report"
+echo "requirements/cuda.lock resolves for linux x86_64 / CPython 3.11: $report"

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Regenerate requirements/cuda.lock and requirements/cpu.lock (every package pinned, with sha256 hashes)
-# from requirements/*.in, for linux x86_64: CUDA flavor on Python 3.12 (Ubuntu 24.04), CPU on Python 3.11
-# (Debian bookworm). Pins already in a lock are kept unless --upgrade (or --upgrade-package NAME) is given.
+# from requirements/*.in, for linux x86_64 and Python 3.11 (Debian bookworm, the one base of both flavors): they
+# differ only in torch's build and the CUDA wheels it brings. Pins already in a lock are kept unless --upgrade (or
+# --upgrade-package NAME) is given.
 #
 #   requirements/lock.sh [--upgrade | --upgrade-package NAME ...]
 #
@@ -29,7 +30,7 @@ fi
 common=(--generate-hashes --python-platform x86_64-manylinux_2_28 --index-url "$INDEX" --no-config
         --custom-compile-command "requirements/lock.sh" --quiet "$@")
 export DS_BUILD_OPS=0  # DeepSpeed is an sdist: resolving it builds its metadata, without its CUDA ops
-"$LOCK_VENV/bin/uv" pip compile requirements/cuda.in --python-version 3.12 "${common[@]}" -o requirements/cuda.lock
+"$LOCK_VENV/bin/uv" pip compile requirements/cuda.in --python-version 3.11 "${common[@]}" -o requirements/cuda.lock
 "$LOCK_VENV/bin/uv" pip compile requirements/cpu.in --python-version 3.11 --find-links "$WHEELHOUSE" "${common[@]}" \
     -o requirements/cpu.lock
 # The lock must not name this machine's wheelhouse: the image build passes its own with --find-links.

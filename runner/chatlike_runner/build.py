@@ -1,14 +1,13 @@
 """Build: the training image from this checkout's Dockerfile.
 
 Building goes through the Docker CLI, not the SDK: the Dockerfile needs BuildKit (`RUN --mount`,
-`--secret` for a proxy's CA bundle), which docker-py does not speak. The CPU flavor also makes
-its Debian base locally with debootstrap (docker/build-cpu.sh), since no registry is needed.
+`--secret` for a proxy's CA bundle), which docker-py does not speak. docker/build.sh makes the one Debian
+base of both flavors locally with debootstrap, since no registry is needed, then builds the flavor.
 """
 
 from __future__ import annotations
 
 import os
-import shutil
 import subprocess
 from pathlib import Path
 
@@ -34,35 +33,18 @@ def needed(flavor: str, host: str | None, tag: str | None, *, check_gpus: bool, 
     return None
 
 
-def command(flavor: str, tag: str | None, ca_bundle: Path | None) -> list[str]:
+def command(flavor: str) -> list[str]:
     """The build command for `flavor`, run from the repository root."""
     if not (REPO / "Dockerfile").is_file():
         raise ChatlikeError("building needs a checkout of chatlike (its Dockerfile); run it from a clone")
-    if flavor == "cpu":
-        return ["bash", str(REPO / "docker" / "build-cpu.sh")]
-    docker = next((cli for cli in (shutil.which("docker"), "/usr/bin/docker") if cli and _has_buildkit(cli)), None)
-    if docker is None:
-        raise ChatlikeError("no docker CLI with BuildKit (`docker build --secret`) here; install docker-buildx")
-    secret = ["--secret", f"id=ca,src={ca_bundle}"] if ca_bundle else []
-    return [docker, "build", "--tag", tag or c.DEFAULT_IMAGE, *secret, str(REPO)]
-
-
-def _has_buildkit(docker: str) -> bool:
-    try:
-        usage = subprocess.run([docker, "build", "--help"], capture_output=True, text=True, check=False,
-                               env={**os.environ, "DOCKER_BUILDKIT": "1"}).stdout
-    except OSError:
-        return False
-    return "--secret" in usage
+    return ["bash", str(REPO / "docker" / "build.sh"), flavor]
 
 
 def build(flavor: str, host: str | None, tag: str | None, ca_bundle: Path | None) -> int:
     """Run the build with its output on this terminal; returns the build's exit code."""
-    env = {**os.environ, "DOCKER_BUILDKIT": "1"}
+    env = {**os.environ, "DOCKER_BUILDKIT": "1", "IMAGE": tag or (c.CPU_IMAGE if flavor == "cpu" else c.DEFAULT_IMAGE)}
     if host:
         env["DOCKER_HOST"] = host
-    if flavor == "cpu":
-        env["IMAGE"] = tag or c.CPU_IMAGE
-        if ca_bundle:
-            env["CA_BUNDLE"] = str(ca_bundle)
-    return subprocess.run(command(flavor, tag, ca_bundle), cwd=REPO, env=env, check=False).returncode
+    if ca_bundle:
+        env["CA_BUNDLE"] = str(ca_bundle)
+    return subprocess.run(command(flavor), cwd=REPO, env=env, check=False).returncode

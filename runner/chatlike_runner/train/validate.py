@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from . import config as cfg
+from . import hubkernel
 from .errors import TrainError
 
 # Axolotl's chat_template defaults (prompt_strategies/chat_template.py): dataset role -> template role.
@@ -204,6 +205,8 @@ def validate(config_path: Path) -> list[str]:
 def _validate(config_path: Path) -> list[str]:
     raw = cfg.load(config_path)
     report = [f"config {config_path}: passes {check_schema(raw)} (Axolotl's schema), no unknown keys"]
+    if (refused := hubkernel.refusal(raw)) is not None:
+        raise TrainError(refused)
     config_dir = config_path.parent.absolute()
     sequence_len = int(raw.get("sequence_len") or 2048)
     tokenizer = template = None

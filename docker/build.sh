@@ -1,23 +1,30 @@
 #!/usr/bin/env bash
-# Build the CPU flavor of the training image (chatlike/train:cpu) with no registry:
-#   1. the base: Debian bookworm made by debootstrap and `docker import`ed (skipped when the tag exists),
-#   2. the wheelhouse: wheelhouse/torch-2.13.0+cpu-...whl, checked against requirements/cpu.lock,
-#   3. docker build (BuildKit) of the Dockerfile with FLAVOR=cpu, the CA bundle passed as a build secret.
-# Usage: docker/build-cpu.sh [extra docker build args...]   (making the base needs root: sudo is asked when missing)
-# Env: IMAGE (chatlike/train:cpu), BASE_IMAGE (chatlike/debian:bookworm-minbase), DEBIAN_MIRROR,
+# Build a flavor of the training image with no registry: cuda (chatlike/train:latest) or cpu (chatlike/train:cpu).
+#   1. the base of both: Debian bookworm made by debootstrap and `docker import`ed (skipped when the tag exists),
+#   2. cpu only, the wheelhouse: wheelhouse/torch-2.13.0+cpu-...whl, checked against requirements/cpu.lock (the
+#      CUDA flavor's torch and CUDA wheels come from the package index, by the hashes of requirements/cuda.lock),
+#   3. docker build (BuildKit) of the Dockerfile with FLAVOR=<flavor>, the CA bundle passed as a build secret.
+# Usage: docker/build.sh cuda|cpu [extra docker build args...]   (making the base needs root: sudo is asked when missing)
+# Env: IMAGE (chatlike/train:latest or :cpu), BASE_IMAGE (chatlike/debian:bookworm-minbase), DEBIAN_MIRROR,
 #      CA_BUNDLE (/etc/ssl/certs/ca-certificates.crt if present; empty: none), TORCH_WHEEL (path of the wheel;
 #      default: found in wheelhouse/, /opt/wheels or pip's find-links, else downloaded from TORCH_INDEX and checked
 #      against the lock's sha256), DOCKER (a docker CLI with BuildKit).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-IMAGE=${IMAGE:-chatlike/train:cpu}
+FLAVOR=${1:-}
+case "$FLAVOR" in
+    cuda) IMAGE=${IMAGE:-chatlike/train:latest} ;;
+    cpu) IMAGE=${IMAGE:-chatlike/train:cpu} ;;
+    *) echo "build: usage: docker/build.sh cuda|cpu [docker build args...]" >&2; exit 2 ;;
+esac
+shift
 BASE_IMAGE=${BASE_IMAGE:-chatlike/debian:bookworm-minbase}
 DEBIAN_MIRROR=${DEBIAN_MIRROR:-http://deb.debian.org/debian}
 CA_BUNDLE=${CA_BUNDLE-/etc/ssl/certs/ca-certificates.crt}
 WHEEL_NAME=torch-2.13.0+cpu-cp311-cp311-manylinux_2_28_x86_64.whl
 TORCH_INDEX=${TORCH_INDEX:-https://download.pytorch.org/whl/cpu}
-say() { echo "build-cpu: $*" >&2; }
+say() { echo "build: $*" >&2; }
 
 # Prerequisites, all checked before anything is made: one line each for what is missing and the package
 # that brings it.
@@ -60,37 +67,41 @@ if ! "$DOCKER" image inspect "$BASE_IMAGE" >/dev/null 2>&1; then
     say "base made in $((SECONDS - start)) s"
 fi
 
-# 2. Wheelhouse: the CPU torch wheel, whose hash the lock pins (found on this machine, else downloaded).
-mkdir -p wheelhouse
-want=$(grep -A1 '^torch==2.13.0+cpu' requirements/cpu.lock | grep -o 'sha256:[0-9a-f]*' | cut -d: -f2)
-if [ ! -f "wheelhouse/$WHEEL_NAME" ]; then
-    wheel=${TORCH_WHEEL:-}
-    if [ -z "$wheel" ]; then
-        for dir in /opt/wheels $(pip config get global.find-links 2>/dev/null || true) ${PIP_FIND_LINKS:-}; do
-            [ -f "$dir/$WHEEL_NAME" ] && { wheel=$dir/$WHEEL_NAME; break; }
-        done
+# 2. Wheelhouse (cpu): the CPU torch wheel, whose hash the lock pins (found on this machine, else downloaded).
+flavor_args=(--build-arg TORCH_CUDA=13.0 --build-arg MIN_DRIVER=580)
+if [ "$FLAVOR" = cpu ]; then
+    mkdir -p wheelhouse
+    want=$(grep -A1 '^torch==2.13.0+cpu' requirements/cpu.lock | grep -o 'sha256:[0-9a-f]*' | cut -d: -f2)
+    if [ ! -f "wheelhouse/$WHEEL_NAME" ]; then
+        wheel=${TORCH_WHEEL:-}
+        if [ -z "$wheel" ]; then
+            for dir in /opt/wheels $(pip config get global.find-links 2>/dev/null || true) ${PIP_FIND_LINKS:-}; do
+                [ -f "$dir/$WHEEL_NAME" ] && { wheel=$dir/$WHEEL_NAME; break; }
+            done
+        fi
+        if [ -n "$wheel" ] && [ -f "$wheel" ]; then
+            ln "$wheel" "wheelhouse/$WHEEL_NAME" 2>/dev/null || cp "$wheel" "wheelhouse/$WHEEL_NAME"
+        else
+            say "downloading $WHEEL_NAME (about 200 MB, once) from $TORCH_INDEX"
+            python3 -m pip download --quiet --no-deps --only-binary=:all: --python-version 3.11 --platform manylinux_2_28_x86_64 \
+                --index-url "$TORCH_INDEX" --dest wheelhouse "torch==2.13.0+cpu" \
+                || { say "could not download $WHEEL_NAME: set TORCH_WHEEL=PATH to a copy of it"; exit 2; }
+        fi
     fi
-    if [ -n "$wheel" ] && [ -f "$wheel" ]; then
-        ln "$wheel" "wheelhouse/$WHEEL_NAME" 2>/dev/null || cp "$wheel" "wheelhouse/$WHEEL_NAME"
-    else
-        say "downloading $WHEEL_NAME (about 200 MB, once) from $TORCH_INDEX"
-        python3 -m pip download --quiet --no-deps --only-binary=:all: --python-version 3.11 --platform manylinux_2_28_x86_64 \
-            --index-url "$TORCH_INDEX" --dest wheelhouse "torch==2.13.0+cpu" \
-            || { say "could not download $WHEEL_NAME: set TORCH_WHEEL=PATH to a copy of it"; exit 2; }
-    fi
+    have=$(sha256sum "wheelhouse/$WHEEL_NAME" | cut -d' ' -f1)
+    [ "$want" = "$have" ] || { say "wheelhouse/$WHEEL_NAME has sha256 $have; requirements/cpu.lock wants $want"; exit 2; }
+    flavor_args=(--build-arg WHEELHOUSE=wheelhouse --build-arg TORCH_CUDA=none --build-arg MIN_DRIVER=none
+                 --build-arg GPU_ARCHS=none)
 fi
-have=$(sha256sum "wheelhouse/$WHEEL_NAME" | cut -d' ' -f1)
-[ "$want" = "$have" ] || { say "wheelhouse/$WHEEL_NAME has sha256 $have; requirements/cpu.lock wants $want"; exit 2; }
 
 # 3. The image.
 secret=()
 if [ -n "$CA_BUNDLE" ] && [ -s "$CA_BUNDLE" ]; then secret=(--secret "id=ca,src=$CA_BUNDLE"); fi
 start=$SECONDS
 "$DOCKER" build \
-    --build-arg FLAVOR=cpu \
+    --build-arg FLAVOR="$FLAVOR" \
     --build-arg BASE_IMAGE="$BASE_IMAGE" \
-    --build-arg WHEELHOUSE=wheelhouse \
-    --build-arg TORCH_CUDA=none --build-arg MIN_DRIVER=none --build-arg GPU_ARCHS=none \
+    "${flavor_args[@]}" \
     --build-arg VCS_REF="$(git rev-parse --short HEAD 2>/dev/null || echo unknown)" \
     "${secret[@]}" \
     --tag "$IMAGE" \

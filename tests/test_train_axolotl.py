@@ -109,6 +109,16 @@ def test_the_production_config_passes_axolotls_schema_with_no_unknown_keys(home)
     assert done.returncode == 0 and done.stdout.strip() == "AxolotlInputConfig", done.stderr
 
 
+def test_the_kernel_cache_layout_validate_reads_is_huggingface_hubs(home):
+    """The image's kernels cache as the kernels library fills it (snapshot_download, repo_type "kernel")."""
+    from test_train_units import KERNEL_FOLDER
+
+    script = ("from huggingface_hub.file_download import repo_folder_name\n"
+              "print(repo_folder_name(repo_id='kernels-community/flash-attn2', repo_type='kernel'))")
+    done = subprocess.run([str(TRAIN_PYTHON), "-c", script], env=_env(home), capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0 and done.stdout.strip() == KERNEL_FOLDER, done.stderr
+
+
 def test_run_trains_the_tiny_model_and_writes_adapter_log_and_manifest(home):
     done = chatlike_train(home, "run", str(smoke_config(home, "run")))
     assert done.returncode == 0, done.stdout[-3000:]

@@ -176,3 +176,26 @@ def test_versions_are_those_of_the_copy_imported(tmp_path, load, first, installe
                           text=True, check=True)
     # Not loaded, a copy with no distribution beside it has no version to name: None rather than a wrong one.
     assert done.stdout.strip() == (expected if load or installed else "None")
+
+
+def test_flash_attention_2_is_refused_in_one_line_where_the_image_lacks_its_kernel(tmp_path):
+    from chatlike_runner.train import hubkernel
+
+    env = {"CHATLIKE_FA2_KERNEL": "kernels-community/flash-attn2@v2", "KERNELS_CACHE": str(tmp_path)}
+    fa2 = {"attn_implementation": "flash_attention_2"}
+    assert hubkernel.refusal({"attn_implementation": "sdpa"}, env) is None
+    assert hubkernel.refusal(fa2, {}) is None  # outside the image the kernel comes from the hub at run time
+    for raw in (fa2, {"flash_attention": True}):
+        refused = hubkernel.refusal(raw, env)
+        assert "kernels-community/flash-attn2@v2" in refused and "attn_implementation: sdpa" in refused
+        assert "\n" not in refused
+    # Where huggingface_hub keeps a kernel repo's tag (checked against the library in test_train_axolotl).
+    refs = tmp_path / KERNEL_FOLDER / "refs"
+    refs.mkdir(parents=True)
+    (refs / "v1").write_text("0" * 40)
+    assert hubkernel.refusal(fa2, env) is not None  # another version is not the one Axolotl asks for
+    (refs / "v2").write_text("0" * 40)
+    assert hubkernel.refusal(fa2, env) is None
+
+
+KERNEL_FOLDER = "kernels--kernels-community--flash-attn2"

@@ -36,11 +36,17 @@ def _make_export(path: Path, megabytes: int) -> None:
                    check=True)
 
 
-def _run(argv: list[str]) -> tuple[float, int, str]:
-    """Seconds, peak RSS in MiB and output of one subprocess, reaped with wait4 to read its own rusage."""
+def _run(argv: list[str], stdin: Path | None = None) -> tuple[float, int, str]:
+    """Seconds, peak RSS in MiB and output of one subprocess (reading `stdin`, its output dropped, when given),
+    reaped with wait4 to read its own rusage."""
     started = time.monotonic()
-    child = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
-    out = child.stdout.read().decode()
+    if stdin is None:
+        child = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+        out = child.stdout.read().decode()
+    else:  # a process that reads a file and writes bytes nobody needs
+        with stdin.open("rb") as source:
+            child = subprocess.Popen(argv, stdin=source, stdout=subprocess.DEVNULL)
+        out = ""
     _, status, usage = os.wait4(child.pid, 0)
     seconds = time.monotonic() - started
     if os.waitstatus_to_exitcode(status) != 0:
@@ -63,16 +69,20 @@ def main() -> None:
         prep_s, prep_rss, _ = _run([sys.executable, "-m", "chatlike_runner", "prepare", str(export), "-o",
                                     str(Path(temp) / "out")])
         report = json.loads((Path(temp) / "out" / "report.json").read_text())
+        # prepare parses in a second process (wait4 gives the larger of the two peaks): that one alone, to add it
+        _, parser_rss, _ = _run([sys.executable, "-m", "chatlike_runner.prepare.export"], stdin=export)
         load_s, load_rss, count = _run([sys.executable, "-c", LOAD, str(export)])
         part1_s, part1_rss, _ = _run([sys.executable, str(REPO / "bench" / "part1_baseline.py"), str(export),
                                       str(Path(temp) / "part1.jsonl")])
         messages = int(count.split()[-1])
     print(f"ijson backend: {ijson.backend_name}; {messages} messages, {report['samples']['train']} train samples")
-    print(f"prepare:   {prep_s:7.1f} s  {messages / prep_s:10.0f} messages/s  peak RSS {prep_rss:6d} MiB")
+    print(f"prepare:   {prep_s:7.1f} s  {messages / prep_s:10.0f} messages/s  peak RSS {prep_rss:6d} MiB "
+          f"(+ {parser_rss} MiB of its parser process)")
     print(f"Part 1:    {part1_s:7.1f} s  {messages / part1_s:10.0f} messages/s  peak RSS {part1_rss:6d} MiB")
     print(f"json.load: {load_s:7.1f} s  {messages / load_s:10.0f} messages/s  peak RSS {load_rss:6d} MiB")
     print(f"ratios: time {prep_s / part1_s:.2f}x the Part 1 script (target <= 0.5), {prep_s / load_s:.2f}x json.load "
-          f"(target <= 1); peak RSS {prep_rss / load_rss:.3f}x json.load, {prep_rss} MiB (target < 100)")
+          f"(target <= 1); peak RSS {(prep_rss + parser_rss) / load_rss:.3f}x json.load, {prep_rss + parser_rss} MiB "
+          "for both processes (target < 100)")
 
 
 if __name__ == "__main__":

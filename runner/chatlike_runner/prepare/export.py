@@ -3,15 +3,20 @@
 ijson's C backend reads, parses and builds the whole document itself, with no Python per parse event. Its
 builder attaches each object and array to its parent as soon as it starts, so the document is there as live,
 growing containers while it is parsed. Each time the parser asks for the next chunk of the file, the walk
-(on the parser's thread) takes the complete messages out of their chat's list and queues them, with a marker
-for each new chat; `chats` hands them on from the queue. Only a few chunks' worth of messages are ever held.
+takes the complete messages out of their chat's list and hands them on, with a marker for each new chat.
+
+The parser runs in a child process (`python -m chatlike_runner.prepare.export`), so that parsing and the
+work on the messages use two cores: a thread of this process feeds it the file, and it sends back each
+chat and each chunk's messages marshalled, over a pipe whose few chunks are all that is ever held.
 """
 
 from __future__ import annotations
 
-import contextlib
 import hashlib
-import queue
+import marshal
+import struct
+import subprocess
+import sys
 import threading
 import weakref
 from collections.abc import Callable, Iterator
@@ -32,7 +37,8 @@ _BACKEND = ijson.get_backend(ijson.backend_name)
 _ROOT = "document"  # the export is parsed wrapped as {"document": ...}, so that its root is reachable while it fills
 _SOURCES = ("chats", "left_chats")  # a full-account export's lists of chats, each under "list"
 _MORE = object()  # the walk needs more of the file parsed before it can go on
-_QUEUED = 4  # chats and message batches (a chunk of the file each, at most) parsed ahead of the reader
+_CHUNK = 1 << 16  # bytes of the file per write to the parser
+_FRAME = struct.Struct("<I")  # each item the parser sends: its marshalled size, then it
 
 
 @dataclass(frozen=True)
@@ -86,13 +92,9 @@ def _text(value: Any) -> str | None:
     return value if isinstance(value, str) else None
 
 
-class _Stopped(Exception):
-    """The reader left before the end of the file: the parser's thread stops at its next read."""
-
-
 class _Walk:
-    """The live document's chats and complete messages, in file order, as queue items: ("chat", Chat) and
-    ("messages", [raw, …]). Runs on the parser's thread, each time the parser asks for more of the file."""
+    """The live document's chats and complete messages, in file order, as items: ("chat", Chat's fields) and
+    ("messages", [raw, …]). Runs in the parser's process, each time the parser asks for more of the file."""
 
     def __init__(self) -> None:
         self.wrapper: list[dict[str, Any]] = []
@@ -131,9 +133,8 @@ class _Walk:
                 continue
             fields, raw, ended = found
             names = [_text(owner.get("first_name")), _text(owner.get("last_name"))]
-            yield "chat", Chat(index=index, name=_text(fields.get("name")), type=_text(fields.get("type")),
-                               id=_meta(fields.get("id")), owner_id=user_id(owner.get("user_id")),
-                               owner_name=" ".join(n for n in names if n) or None)
+            yield "chat", (index, _text(fields.get("name")), _text(fields.get("type")), _meta(fields.get("id")),
+                           user_id(owner.get("user_id")), " ".join(n for n in names if n) or None)
             index += 1
             yield from self._items(raw, ended)
 
@@ -222,13 +223,12 @@ class _Walk:
 
 
 class _Feed:
-    """The file as ijson's parser reads it (wrapped as {"document": …}); before each chunk, the walk queues
+    """The file as ijson's parser reads it (wrapped as {"document": …}); before each chunk, the walk sends on
     what the chunks so far completed."""
 
-    def __init__(self, stream: BinaryIO, walk: _Walk, out: queue.Queue, reader: Callable[[], Any]) -> None:
-        self._stream, self._walk, self._out = stream, walk, out
+    def __init__(self, stream: BinaryIO, walk: _Walk, send: Callable[[tuple[str, Any]], None]) -> None:
+        self._stream, self._walk, self._send = stream, walk, send
         self._started = self._finished = False
-        self._reader = reader  # a weak reference to what reads the queue: gone, the parser stops
 
     def read(self, size: int) -> bytes:
         if size == 0:  # ijson asks for nothing first, to see whether the file gives bytes or text
@@ -245,33 +245,79 @@ class _Feed:
 
     def hand_on(self) -> None:
         for item in self._walk.advance():
-            self.put(item)
-
-    def put(self, item: tuple[str, Any]) -> None:
-        """Queue an item; raises _Stopped when nobody is left to read it."""
-        while True:
-            if self._reader() is None:
-                raise _Stopped
-            try:
-                self._out.put(item, timeout=0.1)
-                return
-            except queue.Full:
-                continue
+            self._send(item)
 
 
-def _parse(walk: _Walk, feed: _Feed, out: queue.Queue) -> None:
-    """The parser's thread: the whole document through ijson's C builder; the walk hands chats on meanwhile."""
+def _serve(source: BinaryIO, sink: BinaryIO) -> None:
+    """The parser's process: the whole document from `source` through ijson's C builder, the walk's items
+    marshalled into `sink` meanwhile, then ("end", None), or ("error", …) for a file that is not JSON."""
+
+    def send(item: tuple[str, Any]) -> None:
+        data = marshal.dumps(item)
+        sink.write(_FRAME.pack(len(data)) + data)
+        sink.flush()
+
+    walk = _Walk()
+    feed = _Feed(source, walk, send)
     try:
-        for _ in _BACKEND.items(feed, "", map_type=walk.new_map):
+        for _ in _BACKEND.items(feed, "", map_type=walk.new_map, use_float=True):
             pass
         walk.ended = True
         feed.hand_on()
-        feed.put(("end", None))
-    except _Stopped:
+        send(("end", None))
+    except ijson.JSONError as exc:
+        send(("error", str(exc)))
+    except BrokenPipeError:  # the reader left before the end: nothing to tell
         pass
-    except BaseException as exc:  # handed to the reader, who raises it (ijson.JSONError, OSError)
-        with contextlib.suppress(_Stopped):
-            feed.put(("error", exc))
+
+
+class _Parser:
+    """The parser's process with the thread that feeds it the file; `take` gives its items in order."""
+
+    def __init__(self, stream: BinaryIO) -> None:
+        self._process = subprocess.Popen([sys.executable, "-m", __name__], stdin=subprocess.PIPE,
+                                         stdout=subprocess.PIPE)
+        self._failed: OSError | None = None
+        self._feeder = threading.Thread(target=self._feed, args=(stream,), name="chatlike-export-feed", daemon=True)
+        self._feeder.start()
+
+    def _feed(self, stream: BinaryIO) -> None:
+        pipe = self._process.stdin
+        try:
+            while chunk := stream.read(_CHUNK):
+                pipe.write(chunk)
+        except (BrokenPipeError, ValueError):  # the parser is gone (stopped by `close`, or the file was not JSON),
+            pass  # or the reader left and closed the file (Ctrl-C)
+        except OSError as exc:  # reading the file: raised to the reader
+            self._failed = exc
+        finally:
+            try:
+                pipe.close()
+            except OSError:
+                pass
+
+    def take(self) -> tuple[str, Any]:
+        head = self._process.stdout.read(_FRAME.size)
+        if len(head) < _FRAME.size:
+            self._feeder.join()
+            if self._failed is not None:
+                raise self._failed
+            raise OSError(f"the export's parser stopped (exit code {self._process.wait()})")
+        kind, value = marshal.loads(self._process.stdout.read(_FRAME.unpack(head)[0]))
+        if kind == "error":
+            self._feeder.join()
+            if self._failed is not None:
+                raise self._failed
+            raise ijson.JSONError(value)
+        if kind == "end":
+            self._feeder.join()
+        return kind, value
+
+    def close(self) -> None:
+        self._process.kill()
+        self._process.wait()
+        self._process.stdout.close()
+        self._feeder.join()
 
 
 def chats(stream: BinaryIO) -> Iterator[tuple[Chat, Iterator[Any]]]:
@@ -279,20 +325,16 @@ def chats(stream: BinaryIO) -> Iterator[tuple[Chat, Iterator[Any]]]:
     chat, the items of a root list, and the chats of a full-account export's `chats` and `left_chats`.
 
     Consume (or abandon) the messages before asking for the next chat. A chat whose name, type or id come
-    after its messages (Telegram never writes that) is seen without them. Raises ijson.JSONError on bad JSON.
+    after its messages (Telegram never writes that) is seen without them. Raises ijson.JSONError on bad JSON,
+    OSError when the stream cannot be read.
     """
-    out: queue.Queue = queue.Queue(maxsize=_QUEUED)
+    parser = _Parser(stream)
     reading = _Reading()  # held by this generator and by each chat's messages: the parser runs while one is alive
-    walk = _Walk()
-    feed = _Feed(stream, walk, out, weakref.ref(reading))
-    threading.Thread(target=_parse, args=(walk, feed, out), name="chatlike-export-parser", daemon=True).start()
+    stop = weakref.finalize(reading, parser.close)
     ahead: list[tuple[str, Any]] = []
 
     def take() -> tuple[str, Any]:
-        item = ahead.pop() if ahead else out.get()
-        if item[0] == "error":
-            raise item[1]
-        return item
+        return ahead.pop() if ahead else parser.take()
 
     def messages(alive: _Reading) -> Iterator[Any]:
         while True:
@@ -305,10 +347,11 @@ def chats(stream: BinaryIO) -> Iterator[tuple[Chat, Iterator[Any]]]:
     while True:
         kind, value = take()
         if kind == "end":
+            stop()
             return
         if kind == "chat":
             raw = messages(reading)
-            yield value, raw
+            yield Chat(*value), raw
             raw.close()
             while (item := take())[0] == "messages":  # what the caller left unread
                 pass
@@ -327,3 +370,12 @@ def _after(container: dict[str, Any], key: str) -> bool:
 def _meta(value: Any) -> Any:
     """A chat's id when it is a string, a number or null (true, false, objects and arrays are no id)."""
     return None if isinstance(value, (bool, dict, list)) else value
+
+
+if __name__ == "__main__":  # the parser's process (see _Parser)
+    import gc
+    import signal
+
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the reader's to handle: it stops this process
+    gc.disable()  # what it builds is handed on and dropped, never in a cycle
+    _serve(sys.stdin.buffer, sys.stdout.buffer)

@@ -199,19 +199,16 @@ def copy_tree(source: Path, dest: Path) -> list[dict[str, Any]]:
     into `dest` by the kernel (copy_file_range: no pass through this process, a reflink where the filesystem
     has them), with the modes unpack gives; symlinks are never followed and special files are left out, as
     from an archive. Returns the files written, with sizes, in path order."""
-    files: list[dict[str, Any]] = []
     dest.mkdir(parents=True, exist_ok=True)
     for root, folders, names in os.walk(source):
         here = Path(root)
         target_folder = dest / here.relative_to(source)
-        folders[:] = sorted(f for f in folders if not (here / f).is_symlink())
+        folders[:] = [f for f in folders if not (here / f).is_symlink()]
         for folder in folders:
             (target_folder / folder).mkdir(exist_ok=True)
-        for name in sorted(names):
-            size = _copy_file(here / name, target_folder / name)
-            if size is not None:
-                files.append({"path": (target_folder / name).relative_to(dest).as_posix(), "size": size})
-    return sorted(files, key=lambda f: f["path"])
+        for name in names:
+            _copy_file(here / name, target_folder / name)
+    return listing(dest)
 
 
 def listing(folder: Path) -> list[dict[str, Any]]:
@@ -221,22 +218,21 @@ def listing(folder: Path) -> list[dict[str, Any]]:
     return sorted(found, key=lambda f: f["path"])
 
 
-def _copy_file(source: Path, target: Path) -> int | None:
-    """Copy one regular file (None for anything else, a symlink included, checked on the open file)."""
+def _copy_file(source: Path, target: Path) -> None:
+    """Copy one regular file (nothing for anything else, a symlink included, checked on the open file)."""
     try:  # no blocking on a fifo; for a regular file O_NONBLOCK changes nothing
         handle = os.open(source, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK)
     except OSError as exc:
         if exc.errno in (errno.ELOOP, errno.ENOENT):  # a symlink, or gone meanwhile (a run still writing)
-            return None
+            return
         raise
     with os.fdopen(handle, "rb") as reading:
         status = os.fstat(reading.fileno())
         if not stat.S_ISREG(status.st_mode):
-            return None
+            return
         with target.open("wb") as writing:
             _kernel_copy(reading, writing, status.st_size)
         target.chmod(0o755 if status.st_mode & 0o100 else 0o644)
-        return status.st_size
 
 
 def _kernel_copy(reading: BinaryIO, writing: BinaryIO, size: int) -> None:

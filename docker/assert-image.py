@@ -51,7 +51,7 @@ if flavor == "cuda":
     # torch's own libraries, bitsandbytes' for this CUDA (its others are for CUDA 11 and 12, never loaded with this
     # torch) and the flash-attention kernel's, when the build fetched it.
     libraries = [*sorted((Path(torch.__file__).parent / "lib").glob("*.so*")), bnb_cuda,
-                 *sorted(Path(env.get("KERNELS_CACHE", "/nonexistent")).rglob("*.so"))]
+                 *sorted(Path(env["KERNELS_CACHE"]).rglob("*.so"))]
     missing = unresolved(libraries)
     assert not missing, f"shared libraries that do not resolve in the image: {missing}"
     print(f"ldd: {len(libraries)} shared libraries of torch, bitsandbytes ({bnb_cuda.name}) and the flash-attention "
@@ -80,5 +80,7 @@ from chatlike_runner.train.hubkernel import KERNEL_ENV, baked  # noqa: E402
 
 repo, _, revision = env[KERNEL_ENV].rpartition("@")
 has_kernel = baked(Path(env["KERNELS_CACHE"]), repo, revision)
+# A kernel fetched but not where validate looks would refuse flash_attention_2 on the very image that has it.
+assert has_kernel or not any(Path(env["KERNELS_CACHE"]).rglob("*.so")), f"{env[KERNEL_ENV]} is in the image, not as validate expects"
 print(f"flash-attention kernel {env[KERNEL_ENV]}: {'in the image' if has_kernel else 'not in the image (validate refuses flash_attention_2)'}")
 print(f"image asserts ok: {flavor}, torch {torch.__version__} (CUDA {torch.version.cuda}), Python {sys.version.split()[0]}")

@@ -68,7 +68,7 @@ if ! "$DOCKER" image inspect "$BASE_IMAGE" >/dev/null 2>&1; then
 fi
 
 # 2. Wheelhouse (cpu): the CPU torch wheel, whose hash the lock pins (found on this machine, else downloaded).
-flavor_args=(--build-arg TORCH_CUDA=13.0 --build-arg MIN_DRIVER=580)
+flavor_args=()  # cuda: the Dockerfile's defaults
 if [ "$FLAVOR" = cpu ]; then
     mkdir -p wheelhouse
     want=$(grep -A1 '^torch==2.13.0+cpu' requirements/cpu.lock | grep -o 'sha256:[0-9a-f]*' | cut -d: -f2)

@@ -7,8 +7,8 @@ import re
 import shutil
 import socket
 import subprocess
-import tempfile
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -153,7 +153,7 @@ def as_user(user: tuple[int, int, int], *command: str) -> list[str]:
     return [shutil.which("setpriv") or "setpriv", f"--reuid={uid}", f"--regid={gid}", f"--groups={docker_gid}", *command]
 
 
-def _built(docker_client, flavor: str, *options: str) -> subprocess.CompletedProcess:
+def _built(docker_client, flavor: str, *options: str) -> None:
     """`chatlike-runner build --flavor FLAVOR` of the repository's Dockerfile, on the locally made base."""
     if os.geteuid() != 0 or not shutil.which("debootstrap"):
         try:
@@ -163,7 +163,6 @@ def _built(docker_client, flavor: str, *options: str) -> subprocess.CompletedPro
     build = subprocess.run(runner_cmd("build", "--flavor", flavor, *options), capture_output=True, text=True)
     if build.returncode != 0:
         pytest.fail(f"the {flavor} image did not build:\n{build.stdout[-3000:]}\n{build.stderr[-3000:]}")
-    return build
 
 
 @pytest.fixture(scope="session")
@@ -174,11 +173,18 @@ def cpu_image(docker_client) -> str:
 
 
 @pytest.fixture(scope="session")
-def cuda_build(docker_client) -> tuple[str, str]:
+def cuda_image(docker_client) -> str:
     """The real training image, CUDA flavor (torch's CUDA 13.0 wheels, several GB), built here without a GPU
-    (--no-gpu-check) on the same local base; returns its name and the build's output."""
-    build = _built(docker_client, "cuda", "--no-gpu-check")
-    return "chatlike/train:latest", build.stdout + build.stderr
+    (--no-gpu-check) on the same local base."""
+    _built(docker_client, "cuda", "--no-gpu-check")
+    return "chatlike/train:latest"
+
+
+def smoke_config(folder: Path, steps: int) -> Path:
+    """The CPU smoke config with `steps` steps, in `folder` (long enough for a stop to land mid-run)."""
+    config = folder / f"smoke-{steps}.yml"
+    config.write_text((HERE.parent / "configs" / "cpu-smoke.yml").read_text().replace("max_steps: 10", f"max_steps: {steps}"))
+    return config
 
 
 def _free_port() -> int:

@@ -166,7 +166,7 @@ def test_the_two_locks_differ_only_in_torch_s_build_and_the_cuda_wheels():
 @pytest.fixture(params=["cpu", "cuda"])
 def image(request) -> str:
     """Each flavor, built on the same locally made base: the CPU one, and the CUDA one without a GPU."""
-    return request.getfixturevalue("cpu_image") if request.param == "cpu" else request.getfixturevalue("cuda_build")[0]
+    return request.getfixturevalue("cpu_image") if request.param == "cpu" else request.getfixturevalue("cuda_image")
 
 
 
@@ -374,11 +374,11 @@ def _assert_env(labels: dict[str, str]) -> tuple[str, ...]:
 
 
 @pytest.mark.engine
-def test_cuda_image_build_asserts_hold_and_every_library_resolves(cuda_build, docker_client):
+def test_cuda_image_build_asserts_hold_and_every_library_resolves(cuda_image, docker_client):
     """The build's asserts, run again in the image as built: torch's CUDA 13.0 build, bitsandbytes' CUDA 13.0
     library, and every shared library of torch, bitsandbytes and the flash-attention kernel found by the loader
     (the host driver's libcuda aside). Without the loader's entry for the CUDA wheels, the same check fails."""
-    image, _ = cuda_build
+    image = cuda_image
     args = _assert_env(docker_client.images.get(image).labels)
     result = _in_image(image, "python", "/opt/chatlike/assert-image.py", args=args)
     assert result.returncode == 0, result.stdout + result.stderr
@@ -420,11 +420,11 @@ def test_validate_refuses_flash_attention_2_in_one_line_where_the_image_has_no_k
 
 
 @pytest.mark.engine
-def test_both_flavors_share_the_base_and_the_llama_cpp_build_and_their_sizes_are_reported(cuda_build, cpu_image,
+def test_both_flavors_share_the_base_and_the_llama_cpp_build_and_their_sizes_are_reported(cuda_image, cpu_image,
                                                                                           docker_client):
     """One base for both: the flavors' first layers (Debian, its packages, the venv, llama.cpp) are the same
     layers, built once; they part at the lock. The sizes go to the report at the end of this module."""
-    cuda, cpu = (docker_client.images.get(name) for name in (cuda_build[0], cpu_image))
+    cuda, cpu = (docker_client.images.get(name) for name in (cuda_image, cpu_image))
     cuda_layers, cpu_layers = cuda.attrs["RootFS"]["Layers"], cpu.attrs["RootFS"]["Layers"]
     base = docker_client.images.get("chatlike/debian:bookworm-minbase").attrs["RootFS"]["Layers"]
     shared = next(i for i, (a, b) in enumerate(zip(cuda_layers, cpu_layers)) if a != b)

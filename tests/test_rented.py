@@ -20,7 +20,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import started_run
+from conftest import smoke_config, started_run
 from chatlike_runner import rented, skypilot
 from chatlike_runner.train.launch import Nodes, train_command
 
@@ -222,9 +222,7 @@ def test_ctrl_c_on_a_rented_run_saves_brings_home_a_partial_and_resume_continues
     run, calls, image = rented_box
     # 40 steps, so that the stop lands mid-run however fast this machine trains; the followed log may pass over
     # a step (10 of 10 once finished before the test saw "step 3" in CI), so any step from 3 on will do.
-    config = workdir / "smoke-40.yml"
-    config.write_text((REPO / "configs" / "cpu-smoke.yml").read_text().replace("max_steps: 10", "max_steps: 40"))
-    process = run("start", str(config), *SMOKE[2:], "--image", image, "--keep")
+    process = run("start", str(smoke_config(workdir, 40)), *SMOKE[2:], "--image", image, "--keep")
     seen = ""
     deadline = time.monotonic() + 600
     while not any(3 <= int(step) < 40 for step in re.findall(r"\b(\d+)/40\b", seen)):

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import runner_cmd, started_run
+from conftest import runner_cmd, smoke_config, started_run
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -43,8 +43,7 @@ def test_smoke_run_trains_for_real(cli, cpu_image, dataset, workdir, leftovers):
 
 def test_resume_continues_from_the_checkpoint(cli, cpu_image, dataset, workdir, leftovers):
     # 40 steps, so that the stop lands mid-run however fast this machine trains (10 once finished first in CI).
-    config = workdir / "smoke-40.yml"
-    config.write_text((ROOT / "configs" / "cpu-smoke.yml").read_text().replace("max_steps: 10", "max_steps: 40"))
+    config = smoke_config(workdir, 40)
     run_id = started_run(cli("start", str(config), "--smoke", "--data", str(dataset), "--detach", check=True,
                              timeout=300).stdout)
     deadline = time.monotonic() + 600

@@ -257,8 +257,12 @@ def test_image_holds_no_build_ca_bundle_or_secret(image):
     assert "BEGIN CERTIFICATE" not in history.stdout and "PIP_CERT=/etc" not in history.stdout
     start = time.monotonic()
     found, layers = [], 0
-    save = subprocess.Popen(["docker", "save", image], stdout=subprocess.PIPE)
-    with tarfile.open(fileobj=save.stdout, mode="r|") as outer:
+    save = subprocess.Popen(["docker", "save", image], stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    try:
+        outer = tarfile.open(fileobj=save.stdout, mode="r|")
+    except tarfile.ReadError:  # nothing came: docker save failed (it stages the whole image on the engine's disk)
+        pytest.fail(f"docker save {image} failed: {save.stderr.read().decode().strip()}")
+    with outer:
         for member in outer:
             if not (member.isfile() and (member.name.endswith("layer.tar") or member.name.startswith("blobs/"))):
                 continue

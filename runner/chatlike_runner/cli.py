@@ -2,14 +2,18 @@
 
 from __future__ import annotations
 
+import gc
+
+gc.disable()  # the imports below are ~60k objects that live as long as the command: collecting them is wasted time
+
+import functools
 import itertools
 import sys
 from collections.abc import Iterator
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import click
-from rich.console import Console
-from rich.table import Column, Table
 
 from . import __version__, build, preflight, registry, rented, renting, reproduce, runs
 from . import constants as c
@@ -21,7 +25,11 @@ from .plan import build_plan
 from .progress import Display
 from .smoke import example_dataset
 
-console = Console(highlight=False, soft_wrap=True)
+if TYPE_CHECKING:
+    from rich.console import Console
+
+gc.enable()
+gc.freeze()  # and no later collection needs to look at them again
 GPU_RUN = "chatlike-runner start configs/llama-3.1-8b-qlora.yml --gpus all"
 
 host_option = click.option(
@@ -38,6 +46,14 @@ out_option = click.option(
     callback=lambda _ctx, _param, value: value.expanduser().resolve(),
     help="Folder that receives OUT/<run-id>/.",
 )
+
+
+@functools.cache
+def console() -> Console:
+    """Where the commands print: rich's console, made when first used."""
+    from rich.console import Console
+
+    return Console(highlight=False, soft_wrap=True)
 
 
 def rent_options(command):
@@ -75,7 +91,9 @@ class _Chat:
 
     def __init__(self, piped: bool) -> None:
         self.piped = piped
-        self.notes = Console(stderr=True, highlight=False, soft_wrap=True) if piped else console
+        from rich.console import Console
+
+        self.notes = Console(stderr=True, highlight=False, soft_wrap=True) if piped else console()
         self.reply: list[str] = []
 
     def ready(self, event: ChatReady) -> None:
@@ -85,16 +103,16 @@ class _Chat:
     def said(self, event: Said) -> None:
         if event.end is None:
             if not self.reply and not self.piped:
-                console.print("run> " if event.who == "tuned" else "base> ", style="bold", end="")
+                console().print("run> " if event.who == "tuned" else "base> ", style="bold", end="")
             self.reply.append(event.text)
             if not self.piped:
-                console.print(event.text, end="", markup=False)
+                console().print(event.text, end="", markup=False)
             return
         if self.piped:
             sys.stdout.write("".join(self.reply).strip().replace("\n", "\\n") + "\n")
             sys.stdout.flush()
         else:
-            console.print()
+            console().print()
         if event.end == "length":
             self.notes.print("(the reply was cut at --max-new-tokens)", style="dim")
         self.reply = []
@@ -105,7 +123,6 @@ def _show(events: Iterator[Event], chat: _Chat | None = None) -> None:
     replies, and the outcome last, with what to do next; exits with the run's code. A Ctrl-C the command does
     not handle itself ends it, and it removes what it had created."""
     display: Display | None = None
-    notes = chat.notes if chat else console
     try:
         for event in events:
             if isinstance(event, Log) and display is not None:
@@ -115,9 +132,9 @@ def _show(events: Iterator[Event], chat: _Chat | None = None) -> None:
                 display.__exit__()
                 display = None
             if isinstance(event, Following):
-                display = Display(console, event.run_id).__enter__()
+                display = Display(console(), event.run_id).__enter__()
             elif isinstance(event, Note):
-                notes.print(event.text, style="yellow" if event.warning else None)
+                (chat.notes if chat else console()).print(event.text, style="yellow" if event.warning else None)
             elif isinstance(event, Outcome):
                 _finish(event)
             elif isinstance(event, JobDone):
@@ -125,8 +142,8 @@ def _show(events: Iterator[Event], chat: _Chat | None = None) -> None:
             elif isinstance(event, TaskReady):
                 _task_ready(event)
             elif isinstance(event, Pushed):
-                console.print(f"pushed {event.ref}", style="green")
-                console.print(f"next: rented boxes launch it by this digest (recorded in {registry.state_file()}); "
+                console().print(f"pushed {event.ref}", style="green")
+                console().print(f"next: rented boxes launch it by this digest (recorded in {registry.state_file()}); "
                               f"on a VM with Docker: `chatlike-runner start CONFIG --image {event.ref} --host ssh://…`")
             elif isinstance(event, ChatReady) and chat:
                 chat.ready(event)
@@ -143,11 +160,11 @@ def _show(events: Iterator[Event], chat: _Chat | None = None) -> None:
 
 def _task_ready(ready: TaskReady) -> None:
     if not ready.dry_run:
-        console.print(f"SkyPilot task {ready.path} checked: {ready.summary}")
+        console().print(f"SkyPilot task {ready.path} checked: {ready.summary}")
         return
     sys.stdout.write(ready.text)
-    console.print(f"checked offline against SkyPilot's schema and catalog: it would run on {ready.summary}", style="green")
-    console.print(f"nothing was launched. The task and what it uploads are in {ready.path.parent}; "
+    console().print(f"checked offline against SkyPilot's schema and catalog: it would run on {ready.summary}", style="green")
+    console().print(f"nothing was launched. The task and what it uploads are in {ready.path.parent}; "
                   "launch it with the same command without --dry-run")
 
 
@@ -159,35 +176,37 @@ def _typed() -> Iterator[str]:
         try:
             yield input("you> ")
         except (EOFError, KeyboardInterrupt):
-            console.print()
+            console().print()
             return
 
 
 def _finish(outcome: Outcome) -> None:
     run_id, path = outcome.run_id, outcome.path
     if outcome.status == "running":
-        console.print(f"detached. Follow it with `chatlike-runner attach {run_id}`, "
+        console().print(f"detached. Follow it with `chatlike-runner attach {run_id}`, "
                       f"copy its outputs with `chatlike-runner fetch {run_id}`.")
     elif outcome.status == "oom":
-        console.print(f"run {run_id} ran out of memory (OOM-killed); outputs in {path}. Lower micro_batch_size or "
+        console().print(f"run {run_id} ran out of memory (OOM-killed); outputs in {path}. Lower micro_batch_size or "
                       "sequence_len, enable gradient_checkpointing, or raise --memory.", style="red")
     elif outcome.status == "stopped":
-        console.print(f"run {run_id} stopped (exit {outcome.exit_code}); what it wrote is in {path}. "
+        console().print(f"run {run_id} stopped (exit {outcome.exit_code}); what it wrote is in {path}. "
                       f"Continue it with `chatlike-runner resume {run_id}`.", style="yellow")
     elif outcome.status == "failed":
-        console.print(f"run {run_id} failed (exit {outcome.exit_code}); outputs in {path}. "
+        console().print(f"run {run_id} failed (exit {outcome.exit_code}); outputs in {path}. "
                       f"Its log: {path / 'logs' / 'container.log' if path else f'chatlike-runner logs {run_id}'}",
                       style="red")
     else:
-        console.print(f"run {run_id} {outcome.status} (exit {outcome.exit_code}); outputs in {path}", style="green")
-        console.print(f"next: `chatlike-runner eval {run_id}` says whether it is you (held-out loss against the base, "
+        console().print(f"run {run_id} {outcome.status} (exit {outcome.exit_code}); outputs in {path}", style="green")
+        console().print(f"next: `chatlike-runner eval {run_id}` says whether it is you (held-out loss against the base, "
                       f"replies side by side); `chatlike-runner chat {run_id}` talks with it")
         if outcome.smoke:
-            console.print(f"then: the smoke run passed; train the real recipe on your GPUs with `{GPU_RUN}`")
+            console().print(f"then: the smoke run passed; train the real recipe on your GPUs with `{GPU_RUN}`")
     sys.exit(outcome.exit_code)
 
 
 def _eval_summary(done: JobDone) -> None:
+    from rich.table import Table
+
     report = done.report or {}
     table = Table("model", "NLL per token", "95% interval", "perplexity", box=None)
     for name in ("base", "tuned"):
@@ -195,10 +214,10 @@ def _eval_summary(done: JobDone) -> None:
         table.add_row(name, f"{nll['nll']:.3f}", f"{nll['ci95'][0]:.3f} – {nll['ci95'][1]:.3f}", f"{nll['perplexity']:.1f}")
     better = report["nll"]["improvement"]
     table.add_row("improvement", f"{better['nll']:.3f}", f"{better['ci95'][0]:.3f} – {better['ci95'][1]:.3f}", "")
-    console.print(table)
-    console.print(report["verdict"], style="bold")
-    console.print(f"report: {done.path / 'report.html'} (and report.json); recorded in {done.path.parent / 'manifest.json'}")
-    console.print(f"next: `chatlike-runner chat {done.run_id}` talks with it; `chatlike-runner export {done.run_id}` "
+    console().print(table)
+    console().print(report["verdict"], style="bold")
+    console().print(f"report: {done.path / 'report.html'} (and report.json); recorded in {done.path.parent / 'manifest.json'}")
+    console().print(f"next: `chatlike-runner chat {done.run_id}` talks with it; `chatlike-runner export {done.run_id}` "
                   "makes a GGUF for llama.cpp and Ollama")
 
 
@@ -206,12 +225,12 @@ def _export_summary(done: JobDone) -> None:
     checks = done.report or {}
     (gguf,) = done.path.glob("*.gguf")
     logits = checks["logits"]
-    console.print(f"{gguf} ({gguf.stat().st_size / 2**20:.1f} MiB), with a Modelfile for Ollama", style="green")
-    console.print(f"llama.cpp: loads and generates; chat template and {checks['eot_token']['text']} in its metadata; "
+    console().print(f"{gguf} ({gguf.stat().st_size / 2**20:.1f} MiB), with a Modelfile for Ollama", style="green")
+    console().print(f"llama.cpp: loads and generates; chat template and {checks['eot_token']['text']} in its metadata; "
                   f"training's prompt on {checks['prompts']['equal']}/{checks['prompts']['compared']} held-out "
                   f"conversations; logits within {logits['max_abs_difference']:.2g} of the merged model's "
                   f"(top token the same on {logits['top1_agreement']:.0%})")
-    console.print(f"next: `cd {done.path} && ollama create {gguf.name.split('.')[0]} -f Modelfile`, "
+    console().print(f"next: `cd {done.path} && ollama create {gguf.name.split('.')[0]} -f Modelfile`, "
                   f"or `llama-cli -m {gguf} -cnv`")
 
 
@@ -262,7 +281,7 @@ def start(config: Path | None, smoke: bool, data: Path | None, out: Path, image:
         config = config or c.SMOKE_CONFIG
         image = image or c.CPU_IMAGE
         if data is None and (example := example_dataset(config)):
-            console.print(f"no dataset at {example}: wrote the bundled example chats there (as `chatlike-runner prepare` does)")
+            console().print(f"no dataset at {example}: wrote the bundled example chats there (as `chatlike-runner prepare` does)")
     elif config is None:
         raise click.UsageError("give CONFIG (an Axolotl YAML file), or --smoke for the CPU smoke run")
     plan = build_plan(config, data=data, out=out, image=image or c.DEFAULT_IMAGE, host=host, gpus=gpus, shm_size=shm_size,
@@ -296,11 +315,11 @@ def resume(run: str, out: Path, host: str | None, stop_timeout: int) -> None:
 def fetch(run: str, out: Path, host: str | None) -> None:
     """Copy RUN's outputs to OUT now: a finished run to OUT/<run-id>, a running one to OUT/<run-id>.partial."""
     outcome = runs.fetch(host, run, out)
-    console.print(f"run {outcome.run_id} ({outcome.status}): outputs in {outcome.path}")
+    console().print(f"run {outcome.run_id} ({outcome.status}): outputs in {outcome.path}")
     if outcome.status == "running":
-        console.print(f"next: `chatlike-runner attach {outcome.run_id}` follows it and copies it home when it ends")
+        console().print(f"next: `chatlike-runner attach {outcome.run_id}` follows it and copies it home when it ends")
     elif outcome.status == "stopped":
-        console.print(f"next: `chatlike-runner resume {outcome.run_id}` continues it from its last checkpoint")
+        console().print(f"next: `chatlike-runner resume {outcome.run_id}` continues it from its last checkpoint")
 
 
 @cli.command()
@@ -321,7 +340,7 @@ def logs(run: str, follow: bool, host: str | None) -> None:
 def stop(run: str, timeout: int, host: str | None) -> None:
     """Stop RUN gracefully (SIGTERM, then SIGKILL after --timeout)."""
     run_id = runs.stop(host, run, timeout)
-    console.print(f"run {run_id} stopped. Continue it with `chatlike-runner resume {run_id}`, "
+    console().print(f"run {run_id} stopped. Continue it with `chatlike-runner resume {run_id}`, "
                   f"or copy what it wrote with `chatlike-runner fetch {run_id}`.")
 
 
@@ -334,7 +353,7 @@ def stop(run: str, timeout: int, host: str | None) -> None:
 def rm(run: str, out: Path, force: bool, cache: bool, host: str | None) -> None:
     """Remove RUN's container and volumes (never the model cache unless --cache)."""
     for item in runs.remove(host, run, out, force=force, cache=cache):
-        console.print(f"removed {item}")
+        console().print(f"removed {item}")
 
 
 @cli.command(name="eval")
@@ -466,12 +485,14 @@ def push(ref: str, image: str, host: str | None) -> None:
 def ls(host: str | None) -> None:
     """List the runs on the Docker engine."""
     runs_here = runs.listing(host)
+    from rich.table import Column, Table
+
     table = Table(Column("run", no_wrap=True), "status", "exit", "gpus", Column("image", overflow="fold"), "started", box=None)
     for run in runs_here:
         started = (run.started_at or "")[:19].replace("T", " ")
         exit_code = "" if run.exit_code is None else str(run.exit_code)
         table.add_row(run.id, run.status, exit_code, run.flags.get("gpus", ""), run.flags.get("image", ""), started)
-    console.print(table if runs_here else "no runs")
+    console().print(table if runs_here else "no runs")
 
 
 @cli.command(name="build")
@@ -489,11 +510,11 @@ def build_image(flavor: str, tag: str | None, ca_bundle: Path | None, if_missing
     """Build the training image from this checkout's Dockerfile (needs the docker CLI with BuildKit)."""
     reason = build.needed(flavor, host, tag, check_gpus=gpu_check, if_missing=if_missing)
     if reason:
-        console.print(reason)
+        console().print(reason)
         return
     code = build.build(flavor, host, tag, ca_bundle)
     if code == 0:
-        console.print(f"next: {'chatlike-runner start --smoke' if flavor == 'cpu' else GPU_RUN}")
+        console().print(f"next: {'chatlike-runner start --smoke' if flavor == 'cpu' else GPU_RUN}")
     sys.exit(code)
 
 
@@ -504,14 +525,16 @@ def build_image(flavor: str, tag: str | None, ca_bundle: Path | None, if_missing
 @out_option
 def doctor(host: str | None, image: str, gpus: str, out: Path) -> None:
     """Check the Docker engine, image, NVIDIA runtime and free space."""
+    from rich.table import Table
+
     checks = preflight.doctor(host, image, parse_gpus(gpus), out)
     table = Table("check", "", "detail", box=None)
     for check in checks:
         table.add_row(check.name, "[green]ok" if check.ok else "[red]FAIL", check.detail)
-    console.print(table)
+    console().print(table)
     if not all(check.ok for check in checks):
         sys.exit(2)
-    console.print(f"next: `{GPU_RUN}`" if gpus != "none" else "next: `chatlike-runner start --smoke`")
+    console().print(f"next: `{GPU_RUN}`" if gpus != "none" else "next: `chatlike-runner start --smoke`")
 
 
 def main() -> None:

@@ -8,11 +8,13 @@ import re
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-
-from rich.console import Console
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TaskID, TextColumn
+from typing import TYPE_CHECKING
 
 from . import constants as c
+
+if TYPE_CHECKING:
+    from rich.console import Console
+    from rich.progress import Progress, TaskID
 
 # The Trainer's own bar has no description: "  45%|████▌     | 45/100 [00:12<00:15,  3.60it/s]".
 _BAR = re.compile(r"^\s*\d+%\|[^|]*\|\s*(\d+)/(\d+)\s*\[([0-9:]+)<([0-9:]+|\?)")
@@ -132,6 +134,8 @@ class Display:
         self._bar: Progress | None = None
         self._task: TaskID | None = None
         if console.is_terminal:
+            from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
+
             self._bar = Progress(
                 TextColumn(f"[bold]{run_id}"),
                 BarColumn(),

@@ -3,20 +3,23 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
-from rich.console import Console
-from rich.table import Table
 
 from ..errors import ChatlikeError
 from .write import staged
+
+if TYPE_CHECKING:
+    from rich.table import Table
 
 # The synthetic export made by examples/make_export.py, used when no EXPORT is given (in a checkout of the repo).
 EXAMPLE = Path(__file__).resolve().parents[3] / "examples" / "telegram" / "result.json"
 
 
 def _summary(report: dict[str, Any]) -> Table:
+    from rich.table import Table
+
     table = Table(box=None, show_header=False)
     table.add_column(style="bold")
     table.add_column(overflow="fold")
@@ -72,6 +75,8 @@ def prepare(export: Path | None, out: Path, me: str | None, me_name: str | None,
       chatlike-runner prepare ~/Downloads/Telegram\\ Desktop/DataExport_2025-01-01 -o data/
       chatlike-runner prepare chat/result.json --me user123456789 --system "You are {me}, chatting with {contact}."
     """
+    from rich.console import Console  # here: the other commands' start-up does not pay for it
+
     console = Console(highlight=False, soft_wrap=True)
     if export is None:
         if not EXAMPLE.is_file():

@@ -194,8 +194,11 @@ def _free_port() -> int:
 
 
 @pytest.fixture
-def ssh_host(workdir, docker_client):
-    """An sshd on 127.0.0.1 that lets the test's own key in; yields its ssh:// URL."""
+def ssh_host(workdir, docker_client, monkeypatch):
+    """An sshd on 127.0.0.1 that lets the test's own key in; yields its ssh:// URL, its known_hosts line and the
+    test's ~/.ssh. The ssh client (OpenSSH's, which reads the passwd home's ~/.ssh, never $HOME) is put on PATH
+    behind a fixture script that points it at the test's ~/.ssh instead, logs its arguments and exit status to
+    ~/.ssh/client-calls, and refuses to log in while ~/.ssh/refuse exists."""
     if os.geteuid() != 0:
         need("the loopback sshd needs root")
     if not SSHD.exists() or not shutil.which("ssh-keygen"):
@@ -220,6 +223,16 @@ def ssh_host(workdir, docker_client):
             if sock.connect_ex(("127.0.0.1", port)) == 0:
                 break
         time.sleep(0.1)
+    client = workdir / "ssh-client"
+    client.mkdir()
+    (client / "ssh").write_text(
+        f'#!/bin/sh\necho "$*" >> "$HOME/.ssh/client-calls"\n'
+        'if [ -e "$HOME/.ssh/refuse" ]; then echo "root@127.0.0.1: Permission denied (publickey)." >&2; exit 255; fi\n'
+        f'{shutil.which("ssh")} -F none -o IdentitiesOnly=yes -o UserKnownHostsFile="$HOME/.ssh/known_hosts" '
+        '-i "$HOME/.ssh/id_ed25519" "$@"\ncode=$?\necho "exit $code" >> "$HOME/.ssh/client-calls"\nexit $code\n'
+    )
+    (client / "ssh").chmod(0o755)
+    monkeypatch.setenv("PATH", f"{client}:{os.environ['PATH']}")
     host_key = (etc / "host_key.pub").read_text().split()
     yield f"ssh://root@127.0.0.1:{port}", f"[127.0.0.1]:{port} {host_key[0]} {host_key[1]}\n", ssh_dir
     sshd.terminate()

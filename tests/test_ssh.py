@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 
 import pytest
 
@@ -37,6 +38,8 @@ def test_a_whole_run_over_ssh(cli, ssh_host, standin_image, workdir, docker_clie
 
     assert manifest["dataset_sha256"]["data/train.jsonl"] == hashlib.sha256(big.read_bytes()).hexdigest()
     assert (out / "adapter_model.safetensors").stat().st_size == 4096 * 1024
+    calls = (ssh_dir / "client-calls").read_text()
+    assert re.search(r"docker cp [0-9a-f]{64}:/chatlike/output -\nexit 0\n", calls), calls  # by the ssh client
 
     detached = cli("start", "config.yml", "--image", standin_image, "--host", url, "--detach", check=True)
     run_id = started_run(detached.stdout)
@@ -45,3 +48,18 @@ def test_a_whole_run_over_ssh(cli, ssh_host, standin_image, workdir, docker_clie
     fetched = cli("attach", run_id, "--host", url)
     assert fetched.returncode == 0, fetched.stderr
     assert (workdir / "outputs" / run_id / "manifest.json").exists()
+
+
+def test_outputs_still_come_home_when_the_ssh_client_cannot_log_in(cli, ssh_host, standin_image, workdir):
+    """The ssh client may not log in where docker-py's transport does (other keys, another known_hosts): the
+    outputs then come through the engine's API, whole."""
+    url, known_host, ssh_dir = ssh_host
+    (ssh_dir / "known_hosts").write_text(known_host)
+    (ssh_dir / "refuse").touch()
+    result = cli("start", "config.yml", "--image", standin_image, "--host", url, "--env", "STANDIN_ADAPTER_KB",
+                 env={"STANDIN_ADAPTER_KB": "2048"})
+    assert result.returncode == 0, result.stdout + result.stderr
+    (out,) = (workdir / "outputs").iterdir()
+    assert (out / "adapter_model.safetensors").stat().st_size == 2048 * 1024
+    assert "docker cp" in (ssh_dir / "client-calls").read_text()  # it was tried first
+    assert not list((workdir / "outputs").glob(".*")), "no hidden folder is left"

@@ -3,7 +3,8 @@ OUT/<run-id>.partial).
 
 The output volume is copied from its folder by the kernel when the engine runs on this machine and the runner
 may read it (root), by a short-lived container running as the runner's user when it may not, else it streams home
-as a tar unpacked chunk by chunk (unpack.py); always into a hidden folder;
+as a tar unpacked chunk by chunk (unpack.py): over ssh:// through the ssh client when it can log in, else through
+the engine's API; always into a hidden folder;
 artifacts.py writes the manifest last and publishes the folder with one rename.
 """
 
@@ -27,7 +28,9 @@ from .unpack import copy_tree, listing, unpack
 def copy_outputs(engine: Engine, run: Run, dest: Path) -> list[dict[str, Any]]:
     """The run's output volume into `dest`. On a local engine at disk speed: from the volume's folder when this
     process may read it (root), else by a short-lived container of the run's image running as this user. Else,
-    or when neither could, as the engine's tar stream. Returns the files, with sizes."""
+    or when neither could, as the engine's tar stream: on an ssh:// engine first through the ssh client, then, when
+    that cannot log in or is cut short, through the engine's API (docker-py's ssh transport). Returns the files,
+    with sizes."""
     folder = engine.volume_folder(output_volume(run.id))
     if folder is not None:
         try:
@@ -36,6 +39,11 @@ def copy_outputs(engine: Engine, run: Run, dest: Path) -> list[dict[str, Any]]:
             shutil.rmtree(dest, ignore_errors=True)
     elif engine.local and (files := _copied_by_container(engine, run, dest)) is not None:
         return files
+    elif engine.url.startswith("ssh://"):
+        try:
+            return unpack(engine.archive_by_ssh(run, c.OUTPUT_DIR), dest)
+        except ChatlikeError:
+            shutil.rmtree(dest, ignore_errors=True)
     return unpack(engine.archive(run, c.OUTPUT_DIR), dest)
 
 

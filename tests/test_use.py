@@ -9,6 +9,7 @@ import shutil
 import signal
 import subprocess
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -48,7 +49,7 @@ def conversations() -> list[str]:
 
 
 @pytest.fixture(scope="module")
-def trained(cpu_image, tmp_path_factory) -> tuple[Path, str]:
+def trained(cpu_image, tmp_path_factory) -> Iterator[tuple[Path, str]]:
     """A finished CPU smoke run that over-fits on purpose (40 steps at a high learning rate, on few short
     conversations): its held-out set is its training set, and it has learnt to end its replies."""
     project = tmp_path_factory.mktemp("use")
@@ -64,7 +65,8 @@ def trained(cpu_image, tmp_path_factory) -> tuple[Path, str]:
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr
     run_id = started_run(result.stdout)
     assert f"next: `chatlike-runner eval {run_id}`" in result.stdout
-    return project, run_id
+    yield project, run_id
+    run_cli(project, "rm", run_id)  # its container and volumes: a finished run stays on the engine until removed
 
 
 @pytest.fixture(scope="module")

@@ -20,6 +20,14 @@ from standin.image import BUSYBOX
 HERE = Path(__file__).parent
 SSHD = Path("/usr/sbin/sshd")
 IN_CI = os.environ.get("CI") == "true"
+REPORT: list[str] = []  # lines tests leave for the end of the run (image build times and sizes)
+
+
+def pytest_terminal_summary(terminalreporter) -> None:
+    if REPORT:
+        terminalreporter.section("report")
+        for line in REPORT:
+            terminalreporter.write_line(line)
 
 
 def need(reason: str) -> None:

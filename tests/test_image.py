@@ -23,7 +23,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from conftest import as_user, need
+from conftest import REPORT, as_user, need
 
 ROOT = Path(__file__).resolve().parents[1]
 CPU_IMAGE = os.environ.get("CHATLIKE_CPU_IMAGE", "chatlike/train:cpu")
@@ -445,11 +445,12 @@ def test_both_flavors_share_the_base_and_the_llama_cpp_build_and_their_sizes_are
 
 
 def teardown_module(module):
+    """The build times and image sizes, in the run's report at the end (conftest.REPORT)."""
     if TIMINGS:
-        print("\n" + "; ".join(f"{name}: {seconds:.0f} s" for name, seconds in TIMINGS.items()), file=sys.stderr)
+        REPORT.append("; ".join(f"{name}: {seconds:.0f} s" for name, seconds in TIMINGS.items()))
     if SIZES:
         cuda, cpu, nvidia = SIZES.values()
-        print(f"image sizes: CUDA flavor {cuda / 1e9:.2f} GB; CPU flavor {cpu / 1e9:.2f} GB ({cpu / cuda:.2f}x the CUDA "
+        REPORT.append(f"image sizes: CUDA flavor {cuda / 1e9:.2f} GB; CPU flavor {cpu / 1e9:.2f} GB ({cpu / cuda:.2f}x the CUDA "
               f"flavor); the NVIDIA-based design ~{nvidia / 1e9:.1f} GB (the same layers on "
               f"nvidia/cuda cudnn-devel, {NVIDIA_BASE_PUBLISHED / 1e9:.2f} GB as published, instead of Debian): "
-              f"the CUDA flavor is {cuda / nvidia:.2f}x of it", file=sys.stderr)
+              f"the CUDA flavor is {cuda / nvidia:.2f}x of it")

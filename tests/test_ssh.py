@@ -48,9 +48,12 @@ def test_a_whole_run_over_ssh(cli, ssh_host, standin_image, workdir, docker_clie
     fetched = cli("attach", run_id, "--host", url)
     assert fetched.returncode == 0, fetched.stderr
     assert (workdir / "outputs" / run_id / "manifest.json").exists()
+    for run in (workdir / "outputs").iterdir():
+        cli("rm", run.name, "--host", url, check=True)
+    assert leftovers() == []
 
 
-def test_outputs_still_come_home_when_the_ssh_client_cannot_log_in(cli, ssh_host, standin_image, workdir):
+def test_outputs_still_come_home_when_the_ssh_client_cannot_log_in(cli, ssh_host, standin_image, workdir, leftovers):
     """The ssh client may not log in where docker-py's transport does (other keys, another known_hosts): the
     outputs then come through the engine's API, whole."""
     url, known_host, ssh_dir = ssh_host
@@ -63,3 +66,5 @@ def test_outputs_still_come_home_when_the_ssh_client_cannot_log_in(cli, ssh_host
     assert (out / "adapter_model.safetensors").stat().st_size == 2048 * 1024
     assert "docker cp" in (ssh_dir / "client-calls").read_text()  # it was tried first
     assert not list((workdir / "outputs").glob(".*")), "no hidden folder is left"
+    cli("rm", out.name, "--host", url, check=True)
+    assert leftovers() == []

@@ -209,8 +209,8 @@ def ssh_host(workdir, docker_client, monkeypatch):
     ~/.ssh/client-calls, and refuses to log in while ~/.ssh/refuse exists."""
     if os.geteuid() != 0:
         need("the loopback sshd needs root")
-    if not SSHD.exists() or not shutil.which("ssh-keygen"):
-        need("openssh-server is not installed (apt-get install openssh-server)")
+    if not SSHD.exists() or not shutil.which("ssh-keygen") or not shutil.which("ssh"):
+        need("openssh-server and its client are not installed (apt-get install openssh-server openssh-client)")
     etc = workdir / "sshd"
     etc.mkdir()
     ssh_dir = Path(os.environ["HOME"]) / ".ssh"

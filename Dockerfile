@@ -181,7 +181,10 @@ LABEL org.opencontainers.image.title="chatlike-train" \
       org.chatlike.command="chatlike-train run /chatlike/input/config.yml" \
       org.chatlike.rented-boxes="starts as root with an empty entrypoint: platforms run their setup, then chatlike-train run drops to uid ${USER_UID}"
 
+# CHATLIKE_MIN_DRIVER: what `chatlike-train check-driver` compares the host's driver with (a rented box checks
+# first), the same as the org.chatlike.min-driver label.
 ENV HF_HOME=/chatlike/cache/huggingface \
+    CHATLIKE_MIN_DRIVER=${MIN_DRIVER} \
     CHATLIKE_CONFIGS=/opt/chatlike/configs \
     CHATLIKE_LLAMA_CPP=/opt/llama.cpp \
     AXOLOTL_DO_NOT_TRACK=1 \

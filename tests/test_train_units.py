@@ -39,6 +39,27 @@ def test_nvidia_smi_names_and_driver():
     assert parse_smi("") == ((), None)
 
 
+@pytest.mark.parametrize(
+    ("smi", "minimum", "code", "says"),
+    [
+        ("NVIDIA GeForce RTX 3090, 550.127.05", "580", 2, "refused: this machine's NVIDIA driver is 550.127.05, "
+                                                          "older than the 580 this image's CUDA build needs"),
+        ("NVIDIA H200, 580.65.06", "580", 0, "NVIDIA driver 580.65.06 on NVIDIA H200: this image needs 580 or newer"),
+        ("", "580", 2, "refused: this machine shows no NVIDIA GPU"),
+        ("NVIDIA GeForce RTX 3090, 550.127.05", "none", 0, "this image needs no NVIDIA driver (CPU flavor)"),
+    ],
+)
+def test_check_driver_refuses_a_host_driver_below_the_images_minimum(tmp_path, smi, minimum, code, says):
+    """`chatlike-train check-driver`, as a rented box's run script calls it first, against an nvidia-smi that
+    lists `smi` (none at all when empty)."""
+    if smi:
+        (tmp_path / "nvidia-smi").write_text(f"#!/bin/sh\necho '{smi}'\n")
+        (tmp_path / "nvidia-smi").chmod(0o755)
+    done = subprocess.run([sys.executable, "-m", "chatlike_runner.train", "check-driver"], capture_output=True,
+                          text=True, env={"PATH": f"{tmp_path}:/usr/bin:/bin", "CHATLIKE_MIN_DRIVER": minimum})
+    assert done.returncode == code and done.stdout.count("\n") == 1 and says in done.stdout, done.stdout + done.stderr
+
+
 def test_one_process_without_gpus_or_with_one_accelerate_with_more():
     assert train_command(Path("c.yml"), 0, python="py") == ["py", "-m", "axolotl.cli.train", "c.yml"]
     assert train_command(Path("c.yml"), 1, python="py") == ["py", "-m", "axolotl.cli.train", "c.yml"]

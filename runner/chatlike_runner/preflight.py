@@ -20,6 +20,7 @@ from .engine import Engine, Image, NoGpuRuntime
 from .errors import ChatlikeError
 from .flags import GpuRequest
 from .plan import RunPlan, container_options, device_request
+from .train.gpus import older_than
 
 GPU_QUERY = ["nvidia-smi", "--query-gpu=index,name,memory.total,driver_version", "--format=csv,noheader"]
 
@@ -121,12 +122,9 @@ def gpu_check(engine: Engine, image: Image | None, gpus: GpuRequest) -> Check:
 
 def driver_too_old(gpus: list[str], minimum: str) -> str | None:
     """What is wrong when a GPU's driver (the last field of its nvidia-smi line) is below `minimum`."""
-    if not minimum.isdigit():
-        return None
     for line in gpus:
         driver = line.rsplit(",", 1)[-1].strip()
-        major = driver.split(".")[0]
-        if major.isdigit() and int(major) < int(minimum):
+        if older_than(driver, minimum):
             return f"GPU driver {driver} is older than {minimum}, which the image's CUDA build needs"
     return None
 

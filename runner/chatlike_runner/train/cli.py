@@ -11,9 +11,10 @@ from pathlib import Path
 
 import click
 
+from .. import constants as c
 from . import config as cfg
 from . import manifest
-from .gpus import visible_gpus
+from .gpus import older_than, visible_gpus
 from .launch import Nodes, exit_code, supervise, train_command
 
 LOG_NAME = "logs/train.log"
@@ -43,8 +44,8 @@ def _training_user(output_dir: Path) -> str | None:
         folder.mkdir(parents=True, exist_ok=True)
         if folder.stat().st_uid == 0:
             os.chown(folder, user.pw_uid, user.pw_gid)
-    for path in output_dir.rglob("*"):  # a stopped run's checkpoints, uploaded as root's, to continue and rotate
-        if path.lstat().st_uid == 0:
+    for path in output_dir.rglob("*"):  # a stopped run's checkpoints, uploaded as root's or with your uid
+        if path.lstat().st_uid != user.pw_uid:
             os.lchown(path, user.pw_uid, user.pw_gid)
     os.setgroups([])
     os.setgid(user.pw_gid)
@@ -119,6 +120,28 @@ def run(config_path: Path, nodes: int, node_rank: int, main_address: str | None,
         _say(f"got {outcome.signal.name} after the last step: training had finished", log_path)
     _say(f"exit {code}; outputs in {output_dir}", log_path)
     sys.exit(code)
+
+
+@main.command("check-driver")
+def check_driver() -> None:
+    """Refuse (exit 2) a machine whose NVIDIA driver is older than this image needs (CHATLIKE_MIN_DRIVER, the
+    image's org.chatlike.min-driver), or that shows no NVIDIA GPU: a rented box's run script checks first."""
+    minimum = os.environ.get("CHATLIKE_MIN_DRIVER", "none")
+    if not minimum.isdigit():
+        click.echo("chatlike-train: this image needs no NVIDIA driver (CPU flavor)")
+        return
+    gpus = visible_gpus()
+    if gpus.driver is None:
+        click.echo(f"{c.REFUSED}this machine shows no NVIDIA GPU (nvidia-smi lists none): rent it with GPUs, or "
+                   "on a Docker host pass them through (--gpus all with the NVIDIA Container Toolkit)")
+        sys.exit(2)
+    if older_than(gpus.driver, minimum):
+        click.echo(f"{c.REFUSED}this machine's NVIDIA driver is {gpus.driver}, older than the {minimum} this image's "
+                   "CUDA build needs, and chatlike has no build for older drivers: rent elsewhere (another region or "
+                   "provider, such as --on lambda), or update the host's driver where it is yours")
+        sys.exit(2)
+    click.echo(f"chatlike-train: NVIDIA driver {gpus.driver} on {', '.join(gpus.names)}: this image needs {minimum} "
+               "or newer")
 
 
 @main.command("eval")

@@ -54,6 +54,13 @@ def _query_smi() -> str:
     return done.stdout if done.returncode == 0 else ""
 
 
+def older_than(driver: str, minimum: str) -> bool:
+    """Whether an NVIDIA driver (580.65.06) is older than `minimum`, a major version as the image's
+    org.chatlike.min-driver label states it (anything else, such as the CPU flavor's "none", states none)."""
+    major = driver.split(".")[0]
+    return minimum.isdigit() and major.isdigit() and int(major) < int(minimum)
+
+
 def visible_gpus(env: Mapping[str, str] | None = None) -> Gpus:
     """Count the GPUs nvidia-smi lists, limited by CUDA_VISIBLE_DEVICES."""
     env = os.environ if env is None else env

@@ -1,16 +1,20 @@
 """Rented boxes through SkyPilot (`start --on`, `resume`, `reproduce --on`).
 
-Offline, as the issue asks: no credentials, no network. The task files are checked by SkyPilot 0.14.1 itself, its
-schema and its optimizer, against a pinned catalog (tests/skypilot_catalog: rows of skypilot-org/skypilot-catalog
-v8). The runs themselves go through skypilot_standin.py (a test fixture): the real CLI, the real image and task
-script, outputs home with rsync over the loopback sshd, with only SkyPilot's provisioning stood in for.
+No credentials, no provider: the task files are checked by SkyPilot 0.14.1 itself, its schema and its optimizer,
+against a pinned catalog (tests/skypilot_catalog: rows of skypilot-org/skypilot-catalog v8). Whole runs go through
+SkyPilot's own code end to end (its local API server, provisioner, runtime set-up, file-mount sync, job, log
+stream and tear-down) with only Runpod's API stood in for (runpod_standin.py, a test fixture whose pods are
+containers of the real image on the Docker engine); failures are injected there, at the pod.
 """
 
 from __future__ import annotations
 
+import ast
+import base64
 import json
 import os
 import re
+import shlex
 import shutil
 import signal
 import subprocess
@@ -20,7 +24,8 @@ from pathlib import Path
 
 import pytest
 
-from conftest import smoke_config, started_run
+import runpod_standin
+from conftest import need, runner_cmd, smoke_config, started_run
 from chatlike_runner import rented, skypilot
 from chatlike_runner.train.launch import Nodes, train_command
 
@@ -29,8 +34,8 @@ GOLDEN = Path(__file__).parent / "golden"
 CATALOG = Path(__file__).parent / "skypilot_catalog"
 CONFIG = REPO / "configs" / "llama-3.1-8b-qlora.yml"
 DIGEST = "registry.example/chatlike/train@sha256:" + "a" * 64
+RECORDED = Path(__file__).parent / "skypilot_logs" / "runpod-smoke.repr"
 SECRET = "hf_not_a_real_token_3f9d2c"
-STANDIN = Path(__file__).parent / "skypilot_standin.py"
 TRAIN_PYTHON = Path(os.environ.get("CHATLIKE_TRAIN_PYTHON", REPO / ".venv-train" / "bin" / "python"))
 
 
@@ -54,7 +59,7 @@ def _normalized(text: str, run_id: str, workdir: Path) -> str:
     ("args", "golden", "summary"),
     [
         (["--on", "runpod"], "runpod-task.yaml", "runpod, 2x RTX3090 (2x_RTX3090_SECURE) in CA, $1.00/h"),
-        (["--on", "lambda", "--nodes", "2", "--disk", "300"], "lambda-2-nodes-task.yaml",
+        (["--on", "lambda", "--nodes", "2"], "lambda-2-nodes-task.yaml",
          "lambda, 2 nodes of 2x A6000 (gpu_2x_a6000) in us-east-1, $4.36/h"),
     ],
 )
@@ -88,6 +93,7 @@ def test_golden_task_files_load_and_place_with_skypilot_itself(cli, catalog, wor
         (["--on", "lambda", "--gpu", "RTX3090:2"], "lambda has no such machine"),
         (["--on", "runpod", "--nodes", "2"], "Runpod pods cannot be joined"),
         (["--on", "lambda", "--spot"], "Lambda has no spot instances"),
+        (["--on", "lambda", "--disk", "300"], "a Lambda VM comes with the disk of its instance type"),
         (["--on", "runpod", "--gpu", "RTX 3090"], "give a GPU type and a count"),
         (["--on", "runpod", "--image", "registry.example/chatlike/train:v1"], "by digest"),
         (["--on", "runpod", "--image", ""], "no image pushed yet"),  # "": no --image, and nothing pushed
@@ -103,6 +109,74 @@ def test_impossible_choices_are_refused_before_anything_is_launched(cli, catalog
     assert len(result.stderr.strip().splitlines()) == 1 and says in result.stderr, result.stderr
     assert "Traceback" not in result.stderr
     assert not list(workdir.glob("outputs/*.sky"))
+
+
+def test_the_dry_run_shows_the_spot_bid_and_the_on_demand_price_apart(cli, catalog, workdir):
+    result = cli("start", str(CONFIG), "--data", "data/train.jsonl", "--image", DIGEST, "--on", "runpod", "--spot",
+                 "--dry-run", check=True)
+    assert ("it would run on runpod, 2x RTX3090 (2x_RTX3090_SECURE) in CA (spot), $1.00/h bid (on-demand $1.00/h)"
+            in result.stdout)
+
+
+def test_without_a_catalog_and_no_way_to_download_one_the_dry_run_says_what_is_missing(cli, workdir):
+    # No catalog under HOME, and every download fails at once (a proxy that refuses): SkyPilot cannot fetch one.
+    closed = {"HTTPS_PROXY": "http://127.0.0.1:9", "HTTP_PROXY": "http://127.0.0.1:9", "NO_PROXY": ""}
+    result = cli("start", str(CONFIG), "--data", "data/train.jsonl", "--image", DIGEST, "--on", "runpod", "--dry-run",
+                 env=closed)
+    assert result.returncode == 2, result.stdout + result.stderr
+    path = Path(os.environ["HOME"]) / ".sky" / "catalogs" / "v8" / "common" / "accelerators.csv"
+    assert result.stderr.startswith(f"chatlike-runner: SkyPilot's catalog of runpod machines and prices is not on this "
+                                    f"machine ({path}) and could not be downloaded (")
+    assert "github.com/skypilot-org/skypilot-catalog" in _one_line(result.stderr)
+    assert not list(workdir.glob("outputs/*.sky"))
+
+
+def test_a_remote_api_server_is_refused_before_launch_for_want_of_an_ssh_alias(cli, catalog, workdir):
+    result = cli("start", str(CONFIG), "--data", "data/train.jsonl", "--image", DIGEST, "--on", "runpod",
+                 env={"SKYPILOT_API_SERVER_ENDPOINT": "http://user:pass123@203.0.113.9:46580"})
+    assert result.returncode == 2, result.stdout + result.stderr
+    line = _one_line(result.stderr)
+    assert "SkyPilot's API server is http://user:<redacted>@203.0.113.9:46580, not a local one: it writes no ssh " \
+           "alias for chatlike-" in line and "pass123" not in result.stdout + result.stderr
+    assert "launching" not in result.stdout and not list(workdir.glob("outputs/*"))
+
+
+def test_skypilot_s_log_stream_reads_as_the_run_s_own_lines_with_progress():
+    """Lines SkyPilot 0.14.1 itself streamed for a smoke run on the Runpod stand-in (recorded from
+    test_a_run_on_runpod_goes_through_skypilot_itself_and_comes_home): colours and Ray's task prefixes come off,
+    tqdm's pieces after a carriage return (which come without a prefix) stay the run's, and SkyPilot's own lines
+    are told apart, the last saying how the job finished."""
+    from chatlike_runner.progress import TrainingState
+
+    job_log, state = skypilot.JobLog(), TrainingState()
+    lines = [job_log.read(ast.literal_eval(raw)) for raw in RECORDED.read_text(encoding="utf-8").splitlines()]
+    own = [line for line in lines if line.rank is None]
+    assert [line.text for line in own] == ["Waiting for task resources on 1 node.",
+                                           "Job started. Streaming logs... (Ctrl-C to exit log streaming; job will "
+                                           "not be killed)", "Job finished (status: SUCCEEDED)."]
+    assert [line.finished for line in own] == [None, None, "SUCCEEDED"]
+    run = [line.text for line in lines if line.rank == 0]
+    assert run[0] == "chatlike-train: this image needs no NVIDIA driver (CPU flavor)"
+    assert not [text for text in run if "\x1b" in text or "pid=" in text]
+    for text in run:
+        state.update(text)
+    assert (state.step, state.total) == (10, 10) and state.metrics["loss"] == 5.746
+
+
+@pytest.mark.parametrize(
+    ("raw", "text", "rank"),
+    [   # task_codegen.py's task names on several nodes: `head, rank=0,` and `worker1, rank=1,`
+        ("\x1b[36m(head, rank=0, pid=412)\x1b[0m  10%|█         | 1/10 [00:01<00:09,  1.0s/it]\n",
+         " 10%|█         | 1/10 [00:01<00:09,  1.0s/it]", 0),
+        ("\x1b[36m(worker1, rank=1, pid=97)\x1b[0m chatlike-train: exit 0\n", "chatlike-train: exit 0", 1),
+        ("ssh: connect to host 127.0.0.1 port 32770: Connection refused\n",
+         "ssh: connect to host 127.0.0.1 port 32770: Connection refused", 1),  # plain: the last prefixed node's
+    ],
+)
+def test_the_node_of_each_line_is_read_from_its_prefix(raw, text, rank):
+    job_log = skypilot.JobLog()
+    job_log.read("\x1b[36m(worker1, rank=1, pid=97)\x1b[0m before\n")
+    assert job_log.read(raw) == skypilot.LogLine(text, rank)
 
 
 def test_rented_options_without_on_are_refused(cli):
@@ -152,63 +226,139 @@ def test_the_task_script_is_bash_that_checks_its_inputs_first(nodes):
     assert script.index("sha256sum --check") < script.index("chatlike-train run")
 
 
-# The whole run, with SkyPilot's provisioning stood in for (skypilot_standin.py).
+# Whole runs: SkyPilot 0.14.1 itself, with only Runpod's API stood in for (runpod_standin.py).
+
+SKY = Path(sys.executable).parent / "sky"
+UV = Path(sys.executable).parent / "uv"
+SSH_WRAPPER = """#!/bin/sh
+# Test fixture: OpenSSH reads ~/.ssh/config from the passwd entry's home, never $HOME, and expands ~ there too:
+# hand it the cluster aliases SkyPilot wrote under this test's HOME instead.
+mkdir -p "$HOME/.ssh"
+cat "$HOME"/.sky/generated/ssh/* > "$HOME/.ssh/chatlike-test-config" 2>/dev/null
+exec {ssh} -F "$HOME/.ssh/chatlike-test-config" "$@"
+"""
+
+
+@pytest.fixture(scope="session")
+def runpod(docker_client, tmp_path_factory):
+    """Test fixture: Runpod's GraphQL API on loopback, whose pods are containers on the engine (a uv cache shared
+    by them: SkyPilot's runtime downloads once per session)."""
+    if not UV.exists():
+        need("uv is not in the test venv (pip install -e '.[test]')")
+    folder = tmp_path_factory.mktemp("runpod")
+    (folder / "uv-cache").mkdir()
+    standin = runpod_standin.Runpod(docker_client, runpod_standin.write_nvidia_smi(folder), UV, folder / "uv-cache")
+    server = runpod_standin.serve(standin)
+    yield standin, f"http://127.0.0.1:{server.server_port}"
+    server.shutdown()
+    standin.remove_all()
 
 
 @pytest.fixture
-def rented_box(workdir, ssh_host, cpu_image, docker_client, catalog, leftovers):
-    """Run chatlike-runner through the stand-in: the box is a container of the CPU image on the loopback sshd
-    engine. Yields (run, calls): run(*args) starts the CLI process; calls() lists the stand-in's calls."""
-    url, known_host, ssh_dir = ssh_host
-    (ssh_dir / "known_hosts").write_text(known_host)
-    calls_file = workdir / "standin-calls.jsonl"
-    env = {**os.environ, "STANDIN_DOCKER_HOST": url, "STANDIN_SSH_PORT": url.rsplit(":", 1)[1],
-           "STANDIN_CALLS": str(calls_file), "HF_TOKEN": SECRET, "PYTHONPATH": str(Path(__file__).parent)}
+def box(workdir, runpod, cpu_image, docker_client, catalog):
+    """chatlike-runner through SkyPilot itself, on Runpod's stand-in: the runner's process starts SkyPilot's local
+    API server under the test's HOME (Runpod's key in ~/.runpod, the catalog fixture, Runpod the only cloud
+    enabled), which provisions, sets up, syncs, runs and tears down for real against runpod_standin. Yields
+    (run, runpod, image, env): run(*args) starts the CLI; image names the CPU image by id as a digest."""
+    if shutil.which("rsync") is None or not Path("/usr/bin/ssh").exists():
+        need("rsync and OpenSSH's client are not installed (apt-get install rsync openssh-client)")
+    standin, url = runpod
+    standin.calls.clear()
+    standin.driver = "580.95.05"
+    home = Path(os.environ["HOME"])
+    (home / ".runpod").mkdir()
+    (home / ".runpod" / "config.toml").write_text('[default]\napi_key = "runpod-standin"\n')
+    (home / ".sky" / "config.yaml").write_text("allowed_clouds:\n  - runpod\n")
+    client = workdir / "ssh-client"
+    client.mkdir()
+    (client / "ssh").write_text(SSH_WRAPPER.format(ssh="/usr/bin/ssh"))
+    (client / "ssh").chmod(0o755)
+    env = {**os.environ, "RUNPOD_API_BASE_URL": url, "HF_TOKEN": SECRET, "PATH": f"{client}:{os.environ['PATH']}"}
+    subprocess.run([SKY, "api", "stop"], env=env, capture_output=True)  # a server left by another HOME
     subprocess.run([sys.executable, "-m", "chatlike_runner", "prepare", "-o", "prepared"], cwd=workdir,
                    capture_output=True, check=True)
     image = "localhost:1/chatlike/train@" + docker_client.images.get(cpu_image).id
 
     def run(*args: str) -> subprocess.Popen:
-        return subprocess.Popen([sys.executable, str(STANDIN), *args], cwd=workdir, env=env,
-                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        return subprocess.Popen(runner_cmd(*args), cwd=workdir, env=env, stdout=subprocess.PIPE,
+                                stderr=subprocess.PIPE, text=True)
 
-    def calls() -> list[dict]:
-        return [json.loads(line) for line in calls_file.read_text().splitlines()] if calls_file.exists() else []
-
-    yield run, calls, image
-    for container in docker_client.containers.list(all=True, filters={"label": "org.chatlike.role=skypilot-standin"}):
-        container.remove(force=True)
-    for volume in docker_client.volumes.list(filters={"label": "org.chatlike.role=skypilot-standin"}):
-        volume.remove(force=True)
+    yield run, standin, image, env
+    subprocess.run([SKY, "api", "stop"], env=env, capture_output=True)
+    standin.remove_all()
 
 
-SMOKE = ["start", str(REPO / "configs" / "cpu-smoke.yml"), "--data", "prepared/train.jsonl", "--on", "runpod"]
+def _pods(runpod) -> list[str]:
+    """The stand-in's pods still there, by the API and on the engine."""
+    return sorted(pod.name for pod in runpod.pods.values()) + sorted(
+        c.name for c in runpod.client.containers.list(all=True, filters={"label": "org.chatlike.role=runpod-standin"}))
+
+
+def _pod_calls(runpod) -> list[str]:
+    """The pods the stand-in was asked to create and to end (and ended itself), in order."""
+    return [call["call"] for call in runpod.calls if call["call"] in ("create", "terminate", "preempted")]
+
+
+def _until_step(process: subprocess.Popen, first: int, steps: int = 40) -> str:
+    """The runner's output up to a progress line of step `first` or later (the followed log may pass over one)."""
+    seen = ""
+    deadline = time.monotonic() + 600
+    while not any(first <= int(step) < steps for step in re.findall(rf"\bstep (\d+)/{steps}\b", seen)):
+        assert time.monotonic() < deadline and process.poll() is None, seen[-3000:]
+        seen += process.stdout.readline()
+    return seen
+
+
+def _one_line(stderr: str) -> str:
+    lines = stderr.strip().splitlines()
+    assert len(lines) == 1 and "Traceback" not in stderr, stderr
+    return lines[0]
+
+
+SMOKE = ["--data", "prepared/train.jsonl", "--on", "runpod", "--gpu", "RTX3090:1"]
 
 
 @pytest.mark.engine
-def test_a_rented_run_comes_home_like_a_local_one_and_the_cluster_goes_down(rented_box, workdir):
-    run, calls, image = rented_box
-    process = run(*SMOKE, "--image", image)
+def test_a_run_on_runpod_goes_through_skypilot_itself_and_comes_home(box, workdir):
+    run, runpod, image, env = box
+    process = run("start", str(smoke_config(workdir, 40)), *SMOKE, "--image", image, "--keep")
+    seen = _until_step(process, 3)
+    run_id = started_run(seen)
+    cluster = f"chatlike-{run_id}"
+    # The stream breaks while training goes on (its reader on the box is gone): the runner follows again.
+    assert runpod.container(cluster).exec_run(["pkill", "-f", "log_lib.tail_logs"]).exit_code == 0
     stdout, stderr = process.communicate(timeout=900)
+    stdout = seen + stdout
     assert process.returncode == 0, stdout[-3000:] + stderr
-    run_id = started_run(stdout)
-    assert "started on runpod, 2x RTX3090 (2x_RTX3090_SECURE) in CA, $1.00/h" in stdout
-    assert "[progress] step 10/10" in stdout, stdout[-3000:]
-    assert [call["call"] for call in calls()] == ["launch", "fetch", "down"]
-    assert calls()[0]["secrets"] == ["HF_TOKEN"]
+    assert f"the log stream from {cluster} was lost" in stdout
+    assert "[progress] step 40/40" in stdout, stdout[-3000:]
+    assert f"started on runpod, 1x RTX3090 (1x_RTX3090_SECURE) in CA, $0.50/h (cluster {cluster})" in stdout
+    (created,) = [call for call in runpod.calls if call["call"] == "create"]
+    assert created["imageName"] == image and created["gpuCount"] == "1"
+    assert "apt install openssh-server rsync curl patch" in base64.b64decode(
+        created["dockerArgs"].split("echo ")[1].split(" |")[0]).decode()  # SkyPilot's own start command
     out = workdir / "outputs" / run_id
     assert (out / "adapter_model.safetensors").stat().st_size > 0
     manifest = json.loads((out / "manifest.json").read_text())
     assert manifest["status"] == "succeeded" and manifest["complete"] is True and manifest["exit_code"] == 0
-    assert manifest["rented"] == {"provider": "runpod", "region": "CA", "zone": None, "instance_type": "2x_RTX3090_SECURE",
-                                  "gpu": "RTX3090:2", "nodes": 1, "spot": False, "hourly_price_usd": 1.0}
+    assert manifest["rented"] == {"provider": "runpod", "region": "CA", "zone": "CA-MTL-1",
+                                  "instance_type": "1x_RTX3090_SECURE", "gpu": "RTX3090:1", "nodes": 1, "spot": False,
+                                  "hourly_price_usd": 0.5}
     assert manifest["image"]["digests"] == [image] and manifest["flags"]["on"]["provider"] == "runpod"
     assert sorted(p.name for p in (out / "inputs").iterdir()) == ["SHA256SUMS", "config.original.yml", "config.yml"]
-    assert "chatlike-train: started as root: training as chatlike (uid 1000)" in (out / "logs" / "container.log").read_text()
+    log = (out / "logs" / "container.log").read_text()
+    assert log.count("chatlike-train: started as root: training as chatlike (uid 1000)") == 1  # none read twice
+    assert log.rstrip().endswith("Job finished (status: SUCCEEDED).")
     assert json.loads((out / "train-manifest.json").read_text())["user"]["uid"] == 1000
     assert not list((workdir / "outputs").glob("*.sky")), "the launch folder is removed after the run"
     for path in out.rglob("*"):
         assert not path.is_file() or SECRET.encode() not in path.read_bytes(), path
+    # --keep: the cluster is up, SkyPilot's alias reaches it, and `sky down` ends it.
+    assert f"cluster {cluster} is still up (--keep) and billing $0.50/h" in stdout
+    assert subprocess.run(["ssh", "-o", "BatchMode=yes", cluster, "test -s /chatlike/output/adapter_model.safetensors"],
+                          env=env, capture_output=True).returncode == 0
+    subprocess.run([SKY, "down", "--yes", cluster], env=env, capture_output=True, check=True)
+    assert _pods(runpod) == []
 
     again = run("reproduce", run_id, "--on", "runpod", "--dry-run")
     stdout, stderr = again.communicate(timeout=300)
@@ -217,17 +367,10 @@ def test_a_rented_run_comes_home_like_a_local_one_and_the_cluster_goes_down(rent
 
 
 @pytest.mark.engine
-def test_ctrl_c_on_a_rented_run_saves_brings_home_a_partial_and_resume_continues_on_a_new_cluster(
-        rented_box, workdir, docker_client):
-    run, calls, image = rented_box
-    # 40 steps, so that the stop lands mid-run however fast this machine trains; the followed log may pass over
-    # a step (10 of 10 once finished before the test saw "step 3" in CI), so any step from 3 on will do.
-    process = run("start", str(smoke_config(workdir, 40)), *SMOKE[2:], "--image", image, "--keep")
-    seen = ""
-    deadline = time.monotonic() + 600
-    while not any(3 <= int(step) < 40 for step in re.findall(r"\b(\d+)/40\b", seen)):
-        assert time.monotonic() < deadline and process.poll() is None, seen[-3000:]
-        seen += process.stdout.readline()
+def test_ctrl_c_brings_a_partial_home_and_resume_continues_on_a_new_pod(box, workdir):
+    run, runpod, image, _ = box
+    process = run("start", str(smoke_config(workdir, 40)), *SMOKE, "--image", image)
+    seen = _until_step(process, 3)
     process.send_signal(signal.SIGINT)
     stdout, stderr = process.communicate(timeout=600)
     assert process.returncode == 130, seen[-2000:] + stdout[-3000:] + stderr
@@ -235,20 +378,77 @@ def test_ctrl_c_on_a_rented_run_saves_brings_home_a_partial_and_resume_continues
     partial = workdir / "outputs" / f"{run_id}.partial"
     assert list(partial.glob("checkpoint-*")), sorted(p.name for p in partial.iterdir())
     assert json.loads((partial / "manifest.json").read_text())["status"] == "stopped"
-    assert [call["call"] for call in calls()] == ["launch", "stop", "fetch"]  # --keep: no down
-    assert f"cluster chatlike-{run_id} is still up (--keep)" in stdout
-    docker_client.containers.get(f"chatlike-{run_id}").remove(force=True)  # as `sky down` would
+    assert _pod_calls(runpod) == ["create", "terminate"] and _pods(runpod) == []
 
     resumed = run("resume", run_id)
     stdout, stderr = resumed.communicate(timeout=900)
     assert resumed.returncode == 0, stdout[-3000:] + stderr
     assert "resuming run" in stdout and "on a new runpod cluster" in stdout
-    assert [call["call"] for call in calls()][3:] == ["launch", "fetch"]
+    assert _pod_calls(runpod) == ["create", "terminate", "create", "terminate"]
     final = workdir / "outputs" / run_id
     log = (final / "logs" / "train.log").read_text()
     assert "checkpoint" in log.lower() and "resum" in log.lower(), log[-3000:]
     assert json.loads((final / "manifest.json").read_text())["status"] == "succeeded"
-    assert not partial.exists()
+    assert not partial.exists() and _pods(runpod) == []
+
+
+@pytest.mark.engine
+def test_a_host_driver_below_the_images_minimum_is_refused_in_one_line(box, cuda_image, docker_client, workdir):
+    run, runpod, _, _ = box
+    runpod.driver = "550.127.05"
+    image = "localhost:1/chatlike/train@" + docker_client.images.get(cuda_image).id  # its minimum: 580
+    process = run("start", str(REPO / "configs" / "cpu-smoke.yml"), *SMOKE, "--image", image)
+    stdout, stderr = process.communicate(timeout=900)
+    assert process.returncode == 2, stdout[-3000:] + stderr
+    line = _one_line(stderr)
+    assert "this machine's NVIDIA driver is 550.127.05, older than the 580 this image's CUDA build needs" in line
+    assert "torn down; nothing was trained" in line
+    assert _pod_calls(runpod) == ["create", "terminate"] and _pods(runpod) == []
+    assert not [p for p in (workdir / "outputs").iterdir() if not p.name.startswith(".")]
+
+
+@pytest.mark.engine
+@pytest.mark.parametrize("failure", ["pre-empted", "sshd gone"])
+def test_a_box_that_stops_answering_is_torn_down_in_one_line(box, workdir, failure):
+    run, runpod, image, _ = box
+    process = run("start", str(smoke_config(workdir, 40)), *SMOKE, "--image", image)
+    seen = _until_step(process, 3)
+    cluster = f"chatlike-{started_run(seen)}"
+    if failure == "pre-empted":
+        runpod.preempt(cluster)  # Runpod ends the pod: it and its disk are gone
+    else:  # the pod runs on, but nothing reaches it any more
+        runpod.container(cluster).exec_run(["sh", "-c", "pkill -x sshd; pkill -f 'sshd:'"])
+    stdout, stderr = process.communicate(timeout=600)
+    assert process.returncode == 1, seen[-2000:] + stdout[-3000:] + stderr
+    line = _one_line(stderr)
+    assert "box stopped answering while it trained" in line and "nothing came home" in line
+    assert f"Cluster {cluster} was torn down" in line
+    assert _pods(runpod) == [] and _pod_calls(runpod)[-1] == ("preempted" if failure == "pre-empted" else "terminate")
+    assert not [p for p in (workdir / "outputs").iterdir() if not p.name.startswith(".")]
+
+
+@pytest.mark.engine
+def test_a_copy_home_that_fails_leaves_the_cluster_up_with_the_commands_that_finish_it(box, workdir):
+    run, runpod, image, env = box
+    process = run("start", str(REPO / "configs" / "cpu-smoke.yml"), *SMOKE, "--image", image)
+    seen = ""
+    while " started on runpod" not in seen:  # SkyPilot synced its uploads with rsync: now the box loses it
+        assert process.poll() is None, seen[-3000:]
+        seen += process.stdout.readline()
+    cluster = f"chatlike-{started_run(seen)}"
+    pod = runpod.container(cluster)
+    assert pod.exec_run(["mv", "/usr/bin/rsync", "/usr/bin/rsync.gone"]).exit_code == 0
+    stdout, stderr = process.communicate(timeout=600)
+    assert process.returncode == 1, stdout[-3000:] + stderr
+    line = _one_line(stderr)
+    assert "copying chatlike-" in line and f"Cluster {cluster} is left up so that nothing is lost" in line
+    copy, down = re.findall(r"`([^`]+)`", line)[-2:]
+    assert down == f"sky down {cluster}" and [p.name for p in runpod.pods.values()]
+    pod.exec_run(["mv", "/usr/bin/rsync.gone", "/usr/bin/rsync"])
+    subprocess.run(shlex.split(copy), env=env, cwd=workdir, check=True, capture_output=True)
+    assert (workdir / "outputs" / f"{cluster.removeprefix('chatlike-')}.copied" / "adapter_model.safetensors").is_file()
+    subprocess.run([SKY, *shlex.split(down)[1:], "--yes"], env=env, check=True, capture_output=True)  # SkyPilot's CLI
+    assert _pods(runpod) == []
 
 
 def test_outputs_come_home_over_ssh_as_files_and_folders_only(ssh_host, workdir):

@@ -91,12 +91,13 @@ def publish(
     run_id: str,
     complete: bool,
     fill: Callable[[Path], dict[str, Any]],
+    retry: str | None = None,
 ) -> Path:
     """Build the run's folder in a hidden temporary folder with `fill`, then rename it into place.
 
     `fill(tmp)` writes the artifacts and returns the manifest. A finished run's folder is never
     replaced; a `.partial` snapshot is replaced by a newer one, and removed once the finished run
-    is published.
+    is published. `retry`: what tries again after a failure (default: `chatlike-runner fetch RUN`).
     """
     final = destination(out_dir, run_id, complete)
     if complete and final.exists():
@@ -106,7 +107,7 @@ def publish(
         record = fill(tmp)
         (tmp / MANIFEST).write_text(json.dumps(record, indent=2, sort_keys=True) + "\n", encoding="utf-8")
 
-    publish_folder(final, fill_with_manifest, f"copying run {run_id} out", f"`chatlike-runner fetch {run_id}`")
+    publish_folder(final, fill_with_manifest, f"copying run {run_id} out", retry or f"`chatlike-runner fetch {run_id}`")
     if complete:
         shutil.rmtree(destination(out_dir, run_id, False), ignore_errors=True)
     return final

@@ -63,7 +63,7 @@ def rent_options(command):
         click.option("--gpu", "gpu", metavar="TYPE:COUNT", help="With --on: GPUs per node.  [default: RTX3090:2 on runpod, A6000:2 on lambda]"),
         click.option("--nodes", default=1, show_default=True, help="With --on lambda: machines, joined by accelerate's multi-node launch (untested on real hardware)."),
         click.option("--spot", is_flag=True, help="With --on runpod: spot (interruptible) pricing."),
-        click.option("--disk", default=rented.DEFAULT_DISK_GB, show_default=True, help="With --on: disk per node, in GB."),
+        click.option("--disk", type=int, help=f"With --on runpod: the pod's disk, in GB (a Lambda VM's is its instance type's).  [default: {rented.DEFAULT_DISK_GB}]"),
         click.option("--keep", is_flag=True, help="With --on: leave the cluster up after the run (it keeps billing)."),
         click.option("--dry-run", is_flag=True, help="With --on: write the SkyPilot task, check it offline and print it; launch nothing."),
     ]
@@ -72,12 +72,12 @@ def rent_options(command):
     return command
 
 
-def _rented(on: str | None, gpu: str | None, nodes: int, spot: bool, disk: int, keep: bool,
+def _rented(on: str | None, gpu: str | None, nodes: int, spot: bool, disk: int | None, keep: bool,
             dry_run: bool) -> rented.Rented | None:
     """The rented box `--on` asks for; None without --on (where its options mean nothing and are refused)."""
     if on is None:
         given = [name for name, value in (("--gpu", gpu), ("--nodes", nodes != 1), ("--spot", spot),
-                                          ("--disk", disk != rented.DEFAULT_DISK_GB), ("--keep", keep),
+                                          ("--disk", disk is not None), ("--keep", keep),
                                           ("--dry-run", dry_run)) if value]
         if given:
             raise click.UsageError(f"{', '.join(given)} only apply to rented boxes: add --on runpod or --on lambda")
@@ -258,7 +258,7 @@ def cli() -> None:
 @rent_options
 def start(config: Path | None, smoke: bool, data: Path | None, out: Path, image: str | None, host: str | None, gpus: str, shm_size: str | None,
           memory: str | None, ulimits: tuple[str, ...], env: tuple[str, ...], detach: bool, validate: bool,
-          stop_timeout: int, on: str | None, gpu: str | None, nodes: int, spot: bool, disk: int, keep: bool,
+          stop_timeout: int, on: str | None, gpu: str | None, nodes: int, spot: bool, disk: int | None, keep: bool,
           dry_run: bool) -> None:
     """Train CONFIG (an Axolotl YAML file) in a container and copy the adapter to OUT/<run-id>/.
 
@@ -455,7 +455,7 @@ def export_model(run: str, out: Path, quant: str, name: str, heldout: Path | Non
 @click.option("--stop-timeout", default=c.STOP_TIMEOUT, show_default=True, help="Seconds a stopped run gets to save before it is killed.")
 @rent_options
 def reproduce_run(run: str, out: Path, host: str | None, image: str | None, stop_timeout: int, on: str | None,
-                  gpu: str | None, nodes: int, spot: bool, disk: int, keep: bool, dry_run: bool) -> None:
+                  gpu: str | None, nodes: int, spot: bool, disk: int | None, keep: bool, dry_run: bool) -> None:
     """Run RUN again from what it recorded: the same image, its config as staged and the same data (refused when
     its sha256 differs); then its first steps' losses beside the original's. RUN: a run id in OUT, or the path
     of a run's manifest.json.

@@ -50,15 +50,21 @@ SECRET_NAMES = ("HF_TOKEN", "WANDB_API_KEY")
 # Other variables passed by --env whose values are hidden in logs like the secrets above.
 SECRET_NAME = re.compile(r"TOKEN|KEY|SECRET|PASSWORD|PASSWD|CREDENTIAL", re.IGNORECASE)
 
-# Always set in the container: private chats, so no telemetry; caches on the cache volume.
-CONTAINER_ENV = {
+# Always set for training: private chats, so no telemetry; caches on the cache volume.
+TRAINING_ENV = {
     "HF_HOME": f"{CACHE_DIR}/huggingface",
     "AXOLOTL_DO_NOT_TRACK": "1",
     "DO_NOT_TRACK": "1",
     "HF_HUB_DISABLE_TELEMETRY": "1",
-    "NVIDIA_DRIVER_CAPABILITIES": "compute,utility",
     "PYTHONUNBUFFERED": "1",
 }
+# A container the runner creates also gets what the NVIDIA runtime reads when it creates one (a rented box's
+# job starts in a container that already exists: there it would do nothing).
+CONTAINER_ENV = {**TRAINING_ENV, "NVIDIA_DRIVER_CAPABILITIES": "compute,utility"}
+
+# `chatlike-train` starts a line that refuses to train on the machine it was given (a rented box's driver, its
+# inputs) with this; the runner shows that line as the run's one-line error.
+REFUSED = "chatlike-train: refused: "
 
 # The exit code after Ctrl-C (128 + SIGINT), as a shell gives it.
 INTERRUPTED_EXIT = 130

@@ -22,6 +22,11 @@ _BAR = re.compile(r"^\s*\d+%\|[^|]*\|\s*(\d+)/(\d+)\s*\[([0-9:]+)<([0-9:]+|\?)")
 METRIC = re.compile(r"['\"](loss|eval_loss|learning_rate|epoch)['\"]\s*:\s*['\"]?([-+]?(?:\d+\.?\d*(?:[eE][-+]?\d+)?|nan|inf))")
 
 
+def progress_bar(line: str) -> bool:
+    """Whether a log line is an update of the Trainer's progress bar."""
+    return _BAR.match(line) is not None
+
+
 def loss_curve(log: Path, logging_steps: int = 1) -> list[dict[str, float]]:
     """Loss (and eval loss) against step, from a run's log: the Trainer logs its loss every `logging_steps`
     optimizer steps (a resumed run's log goes on where the stopped one ended). Empty without a log."""

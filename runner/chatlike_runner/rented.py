@@ -3,8 +3,13 @@
 The SkyPilot task is built here without importing SkyPilot: the training image by registry digest (a rented box
 cannot see your engine's images, and a tag could move), the run's staged inputs with their SHA256SUMS as a file
 mount, secrets by name only (their values reach SkyPilot at launch, never a file), and the run command, which
-checks the inputs and starts `chatlike-train run` as root (the image drops to its unprivileged user itself).
-skypilot.py validates and launches it.
+checks the host's driver, puts the inputs in place and checks them, and starts `chatlike-train run` as root (the
+image drops to its unprivileged user itself). skypilot.py validates and launches it.
+
+Uploads land under /tmp/: SkyPilot rsyncs a file mount aimed there (or under ~/) straight to its target, while
+any other target is rsynced under ~/.sky/file_mounts/ and linked into place, which fails on a folder the image
+already has (/chatlike/input) and would point into root's home (mode 700), out of the training user's reach.
+The run script moves them into place as root.
 """
 
 from __future__ import annotations
@@ -22,6 +27,7 @@ from .plan import RunPlan
 PROVIDERS = ("runpod", "lambda")
 DEFAULT_GPU = {"runpod": "RTX3090:2", "lambda": "A6000:2"}  # the seed's 2x 24 GB; Lambda has no RTX 3090
 DEFAULT_DISK_GB = 200  # the image (~15 GB), the 8B base in the model cache (~16 GB), checkpoints
+UPLOAD = "/tmp/chatlike-upload"  # where the task's file mounts land on the box (see above)
 # Absolute: ssh sessions and SkyPilot's run script do not always get the image's PATH.
 TRAIN = "/opt/venv/bin/chatlike-train"
 WORKDIR = "/chatlike/work"
@@ -38,7 +44,7 @@ class Rented:
     gpu_count: int
     nodes: int = 1
     spot: bool = False
-    disk_gb: int = DEFAULT_DISK_GB
+    disk_gb: int | None = DEFAULT_DISK_GB  # None: the provider's own (Lambda's VMs come with a fixed disk)
     keep: bool = False
 
     def flags(self) -> dict[str, Any]:
@@ -51,8 +57,9 @@ def cluster_name(run_id: str) -> str:
 
 
 def rented(provider: str, gpu: str | None = None, *, nodes: int = 1, spot: bool = False,
-           disk_gb: int = DEFAULT_DISK_GB, keep: bool = False) -> Rented:
-    """Check the choices that no provider could honour, before anything is launched."""
+           disk_gb: int | None = None, keep: bool = False) -> Rented:
+    """Check the choices that no provider could honour, before anything is launched. `disk_gb`: None for the
+    provider's default."""
     if provider not in PROVIDERS:
         raise ChatlikeError(f"--on {provider!r}: chatlike-runner rents from {' or '.join(PROVIDERS)}")
     match = _GPU.match(gpu or DEFAULT_GPU[provider])
@@ -65,15 +72,22 @@ def rented(provider: str, gpu: str | None = None, *, nodes: int = 1, spot: bool 
                             "use --on lambda for several nodes, or more GPUs on one pod (--gpu H100:8)")
     if spot and provider == "lambda":
         raise ChatlikeError("--spot: Lambda has no spot instances; drop --spot, or rent spot GPUs with --on runpod")
-    if disk_gb < 50:
+    if disk_gb is not None and provider == "lambda":
+        raise ChatlikeError("--disk: a Lambda VM comes with the disk of its instance type, which SkyPilot cannot "
+                            "resize (1.4 TB and up for GPU types); drop --disk")
+    if disk_gb is not None and disk_gb < 50:
         raise ChatlikeError("--disk must be at least 50 (GB): the image and an 8B base model alone take ~30 GB")
+    if provider == "runpod" and disk_gb is None:
+        disk_gb = DEFAULT_DISK_GB
     return Rented(provider, match.group(1), int(match.group(2) or 1), nodes, spot, disk_gb, keep)
 
 
 def from_flags(flags: dict[str, Any]) -> Rented:
     """The rented box a run's manifest recorded (`flags.on`), to resume or reproduce it there again."""
+    disk = flags.get("disk_gb")
     return rented(flags["provider"], flags["gpu"], nodes=int(flags.get("nodes", 1)), spot=bool(flags.get("spot")),
-                  disk_gb=int(flags.get("disk_gb", DEFAULT_DISK_GB)), keep=bool(flags.get("keep")))
+                  disk_gb=int(disk) if disk is not None and flags["provider"] != "lambda" else None,
+                  keep=bool(flags.get("keep")))
 
 
 def launch_image(image: str | None, last_pushed: dict[str, Any] | None) -> str:
@@ -91,12 +105,18 @@ def launch_image(image: str | None, last_pushed: dict[str, Any] | None) -> str:
     return str(last_pushed["ref"])
 
 
-def run_script(rented: Rented) -> str:
-    """What the box runs: check the uploaded inputs against their SHA256SUMS, then train."""
-    config = f"{c.INPUT_DIR}/{c.CONFIG_NAME}"
-    command = [TRAIN, "run", config]
-    lines = ["set -eu", f"(cd {c.INPUT_DIR} && sha256sum --check --quiet {c.INPUT_SUMS})",
-             f"cd {WORKDIR}"]  # the image's working folder, the training user's: relative paths of the config land here
+def run_script(rented: Rented, resumed: bool = False) -> str:
+    """What the box runs, as root: the driver first (the image states its minimum), then the uploaded inputs (and
+    a stopped run's outputs, `resumed`) moved into place and checked against their SHA256SUMS, then training."""
+    refuse_inputs = shlex.quote(f"{c.REFUSED}the inputs that reached the box differ from the ones staged at home "
+                                f"({c.INPUT_SUMS}); nothing was trained: start the run again")
+    lines = ["set -eu", f"{TRAIN} check-driver",
+             f"rm -rf {c.INPUT_DIR} && mv {UPLOAD}/input {c.INPUT_DIR} && chmod -R a+rX {c.INPUT_DIR}",
+             f"(cd {c.INPUT_DIR} && sha256sum --check --quiet {c.INPUT_SUMS}) || {{ echo {refuse_inputs}; exit 2; }}"]
+    if resumed:  # chatlike-train run gives them to the training user
+        lines.append(f"find {UPLOAD}/output -mindepth 1 -maxdepth 1 -exec mv -t {c.OUTPUT_DIR} {{}} +")
+    lines.append(f"cd {WORKDIR}")  # the image's working folder, the training user's: relative paths of the config land here
+    command = [TRAIN, "run", f"{c.INPUT_DIR}/{c.CONFIG_NAME}"]
     if rented.nodes > 1:
         lines.append('MAIN_ADDRESS="$(printf "%s\\n" "$SKYPILOT_NODE_IPS" | head -n 1)"')
         lines.append(f"exec {shlex.join(command)} --nodes \"$SKYPILOT_NUM_NODES\" --node-rank \"$SKYPILOT_NODE_RANK\" "
@@ -109,22 +129,24 @@ def run_script(rented: Rented) -> str:
 def task_config(plan: RunPlan, rented: Rented, image: str, inputs: Path, outputs: Path | None = None) -> dict[str, Any]:
     """The SkyPilot task of a run: `inputs` is the staged input folder (config, data, SHA256SUMS) to upload;
     `outputs`, a stopped run's earlier outputs (checkpoints) to upload where training continues from them."""
-    mounts = {c.INPUT_DIR: str(inputs)}
+    mounts = {f"{UPLOAD}/input": str(inputs)}
     if outputs is not None:
-        mounts[c.OUTPUT_DIR] = str(outputs)
+        mounts[f"{UPLOAD}/output"] = str(outputs)
+    resources: dict[str, Any] = {
+        "infra": rented.provider,
+        "accelerators": {rented.gpu: rented.gpu_count},
+        "image_id": f"docker:{image}",
+        "use_spot": rented.spot,
+    }
+    if rented.disk_gb is not None:
+        resources["disk_size"] = rented.disk_gb
     return {
         "name": cluster_name(plan.run_id),
-        "resources": {
-            "infra": rented.provider,
-            "accelerators": {rented.gpu: rented.gpu_count},
-            "image_id": f"docker:{image}",
-            "disk_size": rented.disk_gb,
-            "use_spot": rented.spot,
-        },
+        "resources": resources,
         "num_nodes": rented.nodes,
         "file_mounts": mounts,
-        "envs": {**c.CONTAINER_ENV, "CHATLIKE_RUN_ID": plan.run_id},
+        "envs": {**c.TRAINING_ENV, "CHATLIKE_RUN_ID": plan.run_id},
         # Names only: SkyPilot takes the values at launch (from this process's environment) and sets them on the box.
         "secrets": dict.fromkeys(plan.env_names),
-        "run": run_script(rented),
+        "run": run_script(rented, resumed=outputs is not None),
     }

@@ -3,17 +3,21 @@ launch → follow → collect → tear down, into the same OUT/<run-id>/ layout 
 
 The run's launch folder, OUT/<run-id>.sky/, holds the task (task.yaml) and what it uploads: the staged inputs
 and, when resuming, the earlier outputs. `--dry-run` leaves it for inspection; a launch removes it at the end.
-`cloud` is the module that talks to SkyPilot (skypilot.py); the tests hand in a stand-in of it instead.
+After the launch, every failure is one line that says what became of the cluster: torn down when nothing more can
+come home from it, else left up with the commands that copy its outputs and tear it down.
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
+import shlex
 import shutil
+import time
 from collections.abc import Callable, Generator, Iterator
+from dataclasses import dataclass
 from pathlib import Path
-from types import ModuleType
 from typing import Any
 
 import yaml
@@ -26,13 +30,16 @@ from .events import Event, Following, Log, Note, Outcome, TaskReady
 from .follow import CtrlC, Tail
 from .launch import check_unchanged
 from .plan import RunPlan, replan
-from .progress import redactor
+from .progress import progress_bar, redactor
 from .rented import Rented
 from .unpack import unpack
 
 TASK = "task.yaml"
 LOG = "container.log"
 EARLIER_SKIPPED = (artifacts.MANIFEST, artifacts.CONTAINER_LOG, c.RUN_INPUTS)
+ACTIVE = ("INIT", "PENDING", "SETTING_UP", "RUNNING")  # SkyPilot's job states before the job ends
+RECONNECTS = 5  # log streams a run may lose and follow again before the box counts as lost
+RECONNECT_WAIT = 2.0  # seconds between them
 
 
 class _TaskDumper(yaml.SafeDumper):
@@ -47,45 +54,51 @@ def launch_folder(out_dir: Path, run_id: str) -> Path:
     return out_dir / f"{run_id}.sky"
 
 
+def _price(value: float | None) -> str:
+    return f"${value:.2f}/h" if value is not None else "price unknown"
+
+
 def summary(placement: dict[str, Any]) -> str:
-    """`runpod, 2x RTX3090 (2x_RTX3090_SECURE) in CA, $1.00/h`."""
+    """`runpod, 2x RTX3090 (2x_RTX3090_SECURE) in CA, $1.00/h`; for spot, `… (spot), $0.80/h bid (on-demand
+    $1.00/h)`."""
     gpu, _, count = placement["gpu"].partition(":")
     nodes = f"{placement['nodes']} nodes of " if placement.get("nodes", 1) > 1 else ""
-    price = placement.get("hourly_price_usd")
-    return (f"{placement['provider']}, {nodes}{count}x {gpu} ({placement['instance_type']}) in {placement['region']}"
-            f"{' (spot)' if placement.get('spot') else ''}, " + (f"${price:.2f}/h" if price is not None else "price unknown"))
+    where = f"{placement['provider']}, {nodes}{count}x {gpu} ({placement['instance_type']}) in {placement['region']}"
+    if placement.get("spot"):
+        return (f"{where} (spot), {_price(placement.get('hourly_price_usd'))} bid "
+                f"(on-demand {_price(placement.get('on_demand_hourly_price_usd'))})")
+    return f"{where}, {_price(placement.get('hourly_price_usd'))}"
 
 
 def start_on(plan: RunPlan, where: Rented, image: str, *, dry_run: bool = False, stop_timeout: int = c.STOP_TIMEOUT,
-             expected: dict[str, str] | None = None, earlier: Path | None = None,
-             cloud: ModuleType = skypilot) -> Iterator[Event]:
+             expected: dict[str, str] | None = None, earlier: Path | None = None) -> Iterator[Event]:
     """Write and check the run's SkyPilot task; unless `dry_run`, launch it, follow it, bring its outputs home
     and tear the cluster down (unless `where.keep`). `earlier`: a stopped run's outputs to continue from."""
     folder = launch_folder(plan.out_dir, plan.run_id)
     shutil.rmtree(folder, ignore_errors=True)  # what an interrupted launch of this run left
     kept = False
     try:
-        config, estimate = _task(plan, where, image, folder, expected, earlier, cloud)
+        config, estimate = _task(plan, where, image, folder, expected, earlier)
         text = yaml.dump(config, Dumper=_TaskDumper, sort_keys=False)
         (folder / TASK).write_text(text, encoding="utf-8")
         kept = dry_run  # a dry run leaves the task and its uploads to look at
         yield TaskReady(plan.run_id, folder / TASK, text, estimate, summary(estimate), dry_run)
         if not dry_run:
-            yield from _run(plan, where, image, config, folder, estimate, stop_timeout, cloud)
+            yield from _run(plan, where, image, config, folder, estimate, stop_timeout)
     finally:
         if not kept:
             shutil.rmtree(folder, ignore_errors=True)
 
 
 def _task(plan: RunPlan, where: Rented, image: str, folder: Path, expected: dict[str, str] | None,
-          earlier: Path | None, cloud: ModuleType) -> tuple[dict[str, Any], dict[str, Any]]:
+          earlier: Path | None) -> tuple[dict[str, Any], dict[str, Any]]:
     """Stage the inputs (and earlier outputs) into the launch folder; the task, checked offline, and its placement."""
     digests: dict[str, str] = {}
     unpack(stage.input_archive(plan, digests), folder / "input", strip=0)
     check_unchanged(plan, digests, expected, plan.reproduces)
     outputs = _copy_earlier(earlier, folder / "output") if earlier is not None else None
     config = rented.task_config(plan, where, image, folder / "input", outputs)
-    return config, cloud.validate(config)
+    return config, skypilot.validate(config)
 
 
 def _copy_earlier(partial: Path, dest: Path) -> Path:
@@ -107,68 +120,159 @@ def _copy_earlier(partial: Path, dest: Path) -> Path:
     return dest
 
 
+@dataclass(frozen=True)
+class Ended:
+    """How following a rented run ended, when not with its job's end: stopped by Ctrl-C; refused by chatlike-train
+    (its line); or lost, with why, when the box stopped answering."""
+
+    stopped: bool = False
+    refused: str | None = None
+    lost: str | None = None
+
+
 def _run(plan: RunPlan, where: Rented, image: str, config: dict[str, Any], folder: Path, estimate: dict[str, Any],
-         stop_timeout: int, cloud: ModuleType) -> Iterator[Event]:
+         stop_timeout: int) -> Iterator[Event]:
     cluster = config["name"]
     secrets = {name: os.environ[name] for name in plan.env_names if os.environ.get(name)}
+    remote = skypilot.remote_api_server()
+    if remote is not None:
+        raise ChatlikeError(f"SkyPilot's API server is {remote}, not a local one: it writes no ssh alias for "
+                            f"{cluster} on this machine, so neither Ctrl-C nor the copy home could reach the box. "
+                            "Launch with a local API server (`sky api logout`; `sky api start` starts one)")
+    if where.spot:
+        yield Note("--spot: Runpod may take the pod back at any time; a pre-emption ends the run and its disk goes "
+                   "with it, checkpoints included: nothing comes home but what Ctrl-C brought (a .partial)",
+                   warning=True)
     with CtrlC() as ctrl_c:
         try:
-            job = yield from cloud.launch(config, secrets)
+            job = yield from skypilot.launch(config, secrets)
         except BaseException:
-            _down_after_failure(cloud, cluster)
+            _down_after_failure(cluster)
             raise
-        placement = cloud.placement(cluster) or estimate
-        yield Note(f"run {plan.run_id} started on {summary(placement)} (cluster {cluster})")
         try:
-            interrupted = yield from _follow(plan, cloud, cluster, job, folder / LOG, ctrl_c, stop_timeout)
-            path, run = collect(plan, where, image, placement, folder, not interrupted,
-                                lambda tmp: cloud.fetch(cluster, c.OUTPUT_DIR, tmp))
-        except ChatlikeError as exc:
-            raise ChatlikeError(f"{exc}. Cluster {cluster} is left up so that nothing is lost (it costs money while "
-                                f"up): copy /chatlike/output home with `rsync -a {cluster}:{c.OUTPUT_DIR}/ DEST`, "
-                                f"then `sky down {cluster}`") from None
-        if where.keep:
-            yield Note(f"cluster {cluster} is still up (--keep) and billing "
-                       f"{'$%.2f/h' % placement['hourly_price_usd'] if placement.get('hourly_price_usd') else 'by the hour'}"
-                       f": `ssh {cluster}` reaches it, `sky down {cluster}` ends it", warning=True)
-        else:
-            yield Note(f"tearing down {cluster}…")
-            cloud.down(cluster)
+            yield from _after_launch(plan, where, image, config, folder, estimate, stop_timeout, job, ctrl_c)
+        except ChatlikeError:
+            raise
+        except Exception as exc:  # whatever broke, the one line says what became of the cluster
+            raise _failed(plan, cluster, f"{type(exc).__name__}: {skypilot.first_line(exc)}") from None
+
+
+def _after_launch(plan: RunPlan, where: Rented, image: str, config: dict[str, Any], folder: Path,
+                  estimate: dict[str, Any], stop_timeout: int, job: int,
+                  ctrl_c: CtrlC) -> Iterator[Event]:
+    cluster = config["name"]
+    placement = skypilot.placement(cluster) or estimate
+    yield Note(f"run {plan.run_id} started on {summary(placement)} (cluster {cluster})")
+    ended = yield from _follow(plan, cluster, job, folder / LOG, ctrl_c, stop_timeout)
+    if ended.lost is not None:
+        raise _failed(plan, cluster, ended.lost)
+    if ended.refused is not None:
+        yield Note(f"tearing down {cluster}…")
+        skypilot.down(cluster)
+        raise ChatlikeError(f"{ended.refused.removeprefix(c.REFUSED)} (cluster {cluster} torn down; nothing was "
+                            "trained)")
+    try:
+        path, run = collect(plan, where, image, placement, folder, not ended.stopped,
+                            lambda tmp: skypilot.fetch(cluster, c.OUTPUT_DIR, tmp))
+    except ChatlikeError as exc:
+        raise _failed(plan, cluster, exc.format_message()) from None
+    if where.keep:
+        yield Note(f"cluster {cluster} is still up (--keep) and billing {_price(placement.get('hourly_price_usd'))}: "
+                   f"`ssh {cluster}` reaches it, `sky down {cluster}` ends it", warning=True)
+    else:
+        yield Note(f"tearing down {cluster}…")
+        skypilot.down(cluster)
     yield Outcome(plan.run_id, run.exit_code if run.exit_code is not None else 1, run.status, path)
 
 
-def _down_after_failure(cloud: ModuleType, cluster: str) -> None:
+def _failed(plan: RunPlan, cluster: str, what: str) -> ChatlikeError:
+    """The one line after a failure on a launched cluster. While the box answers, something may still come home:
+    the cluster stays up and the line gives the copy and the tear-down commands. When it does not (pre-empted,
+    ended by its provider, unreachable), nothing can: it is torn down so that it stops billing."""
+    if skypilot.answers(cluster):
+        copy = shlex.join(skypilot.rsync_command(cluster, c.OUTPUT_DIR, plan.out_dir / f"{plan.run_id}.copied"))
+        return ChatlikeError(f"{what}. Cluster {cluster} is left up so that nothing is lost (it bills while up): "
+                             f"copy its outputs home with `{copy}`, then `sky down {cluster}`", 1)
     try:
-        cloud.down(cluster)
+        skypilot.down(cluster)
+    except ChatlikeError as exc:
+        return ChatlikeError(f"{what}; the box no longer answers, so nothing came home, and {exc.format_message()}", 1)
+    return ChatlikeError(f"{what}; the box no longer answers (pre-empted, or ended by its provider), so nothing came "
+                         f"home and its disk, checkpoints included, is gone. Cluster {cluster} was torn down; start "
+                         "the run again", 1)
+
+
+def _down_after_failure(cluster: str) -> None:
+    try:
+        skypilot.down(cluster)
     except Exception:  # the launch's own error is the one to report; down's failure names `sky down`
         pass
 
 
-def _follow(plan: RunPlan, cloud: ModuleType, cluster: str, job: int, log_path: Path, ctrl_c: CtrlC,
-            stop_timeout: int) -> Generator[Event, None, bool]:
-    """The run's log until it ends (False) or Ctrl-C stops it gracefully (True). Every line is kept for the log."""
+def _follow(plan: RunPlan, cluster: str, job: int, log_path: Path, ctrl_c: CtrlC,
+            stop_timeout: int) -> Generator[Event, None, Ended]:
+    """The run's log until its job ends, Ctrl-C stops it gracefully, or the box stops answering. Every line is kept
+    for the log. A stream lost while the job runs is followed again from where it was (SkyPilot replays a job's
+    log from its start: the lines already read are skipped)."""
     redact = redactor(plan.env_names)
-    tail = Tail(cloud.logs(cluster, job))
     yield Following(plan.run_id)
+    seen, refused, finished, streams = 0, None, None, 0
     with log_path.open("a", encoding="utf-8") as log:
 
-        def shown(lines: Iterator[str]) -> Iterator[Log]:
-            for line in map(redact, lines):
-                log.write(line + "\n")
-                yield Log(line)
+        def shown(tail: Tail, job_log: skypilot.JobLog, skip: int, **until: Any) -> Iterator[Log]:
+            nonlocal seen, refused, finished
+            for raw in tail.lines(**until):
+                line = job_log.read(redact(raw))
+                if line.rank is None:  # SkyPilot's own: only how the job finished goes into the run's log
+                    if line.finished:
+                        finished = line.finished
+                        log.write(line.text + "\n")
+                    continue
+                if skip:
+                    skip -= 1
+                    continue
+                seen += 1
+                if not line.text.strip():
+                    continue
+                log.write(line.text + "\n")
+                if line.text.startswith(c.REFUSED):
+                    refused = line.text
+                if line.rank == 0 or not progress_bar(line.text):
+                    yield Log(line.text if line.rank == 0 else f"[node {line.rank}] {line.text}")
 
-        yield from shown(tail.lines(ctrl_c.pressed))
-        if tail.ended:
-            return False
+        while True:
+            streams += 1
+            tail, job_log, broke = Tail(skypilot.logs(cluster, job)), skypilot.JobLog(), ""
+            try:
+                yield from shown(tail, job_log, seen, stop=ctrl_c.pressed)
+            except Exception as exc:  # the stream broke: how the job stands decides what comes next
+                broke = f" ({skypilot.first_line(exc)})"
+            if ctrl_c.pressed.is_set():
+                break
+            if finished is not None or refused is not None:
+                return Ended(refused=refused)
+            status = skypilot.job_status(cluster, job)
+            if status is not None and status not in ACTIVE:
+                return Ended()
+            if status is None and not skypilot.answers(cluster):
+                return Ended(lost=f"run {plan.run_id}'s box stopped answering while it trained{broke}")
+            if streams > RECONNECTS:
+                return Ended(lost=f"the log stream of run {plan.run_id} broke {streams} times{broke}")
+            yield Note(f"the log stream from {cluster} was lost{broke}; the run goes on: following it again",
+                       warning=True)
+            time.sleep(RECONNECT_WAIT)
+            yield Following(plan.run_id)
         yield Note(f"stopping run {plan.run_id} (up to {stop_timeout}s for it to save)...", warning=True)
         try:
-            cloud.stop(cluster)
+            skypilot.stop(cluster)
         except ChatlikeError:  # training had not started (no pid yet): nothing to save
-            cloud.cancel(cluster, job)
-        yield from shown(tail.lines(timeout=stop_timeout))
+            skypilot.cancel(cluster, job)
+        yield Following(plan.run_id)
+        with contextlib.suppress(Exception):  # what the box says while it saves; its end is read from the outputs
+            yield from shown(tail, job_log, 0, timeout=stop_timeout)
         if not tail.ended:
-            cloud.cancel(cluster, job)
-    return True
+            skypilot.cancel(cluster, job)
+    return Ended(stopped=True)
 
 
 def collect(plan: RunPlan, where: Rented, image: str, placement: dict[str, Any], folder: Path, complete: bool,
@@ -214,8 +318,7 @@ def _ended(plan: RunPlan, where: Rented, image: str, outputs: Path, complete: bo
                started_at=train.get("started"), finished_at=train.get("ended"), image_id=image, image_digests=(image,))
 
 
-def resume_on(partial: Path, record: dict[str, Any], out_dir: Path, stop_timeout: int,
-              cloud: ModuleType = skypilot) -> Iterator[Event]:
+def resume_on(partial: Path, record: dict[str, Any], out_dir: Path, stop_timeout: int) -> Iterator[Event]:
     """Continue a rented run stopped by Ctrl-C on a new cluster, from its checkpoints in OUT/<run-id>.partial."""
     try:
         flags = record["flags"]
@@ -226,5 +329,4 @@ def resume_on(partial: Path, record: dict[str, Any], out_dir: Path, stop_timeout
                             "cannot resume from it") from None
     expected = {**record.get("dataset_sha256", {}), c.ORIGINAL_CONFIG_NAME: record.get("config_sha256")}
     yield Note(f"resuming run {plan.run_id} on a new {where.provider} cluster from {partial}")
-    yield from start_on(plan, where, image, stop_timeout=stop_timeout, expected=expected, earlier=partial,
-                        cloud=cloud)
+    yield from start_on(plan, where, image, stop_timeout=stop_timeout, expected=expected, earlier=partial)

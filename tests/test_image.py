@@ -235,6 +235,8 @@ def test_image_starts_as_root_for_platforms_with_telemetry_off_and_the_runner_co
     assert env["HF_HOME"] == "/chatlike/cache/huggingface"
     for name in ("AXOLOTL_DO_NOT_TRACK", "DO_NOT_TRACK", "HF_HUB_DISABLE_TELEMETRY", "PYTHONUNBUFFERED"):
         assert env[name] == "1", name
+    # What `chatlike-train check-driver` compares a rented box's driver with is what the label states.
+    assert env["CHATLIKE_MIN_DRIVER"] == config["Labels"]["org.chatlike.min-driver"]
     script = (
         "id -u; stat -c '%u %n' /chatlike/input /chatlike/output /chatlike/cache; "
         "touch last_run_probe && echo cwd-writable; "

@@ -179,6 +179,42 @@ def test_the_node_of_each_line_is_read_from_its_prefix(raw, text, rank):
     assert job_log.read(raw) == skypilot.LogLine(text, rank)
 
 
+@pytest.mark.parametrize(
+    ("answers", "status", "copied", "says", "torn_down"),
+    [
+        (True, "RUNNING", True, "x; its outputs so far are in OUT/r.partial. Cluster chatlike-r is left up so that "
+                                "nothing is lost (it bills while up): copy its outputs home with `rsync ", False),
+        (True, "SUCCEEDED", True, "x; its outputs so far are in OUT/r.partial. Its job had ended (SUCCEEDED): cluster "
+                                  "chatlike-r was torn down", True),
+        (True, None, False, "x; copying its outputs home failed too (rsync broke). Cluster chatlike-r is left up", False),
+        (False, None, True, "x; the box no longer answers (pre-empted, or ended by its provider), so nothing came home "
+                            "and its disk, checkpoints included, is gone. Cluster chatlike-r was torn down", True),
+    ],
+)
+def test_after_a_failure_the_cluster_stays_up_only_while_more_can_come_home(monkeypatch, answers, status, copied,
+                                                                             says, torn_down):
+    """The decision after any failure on a launched cluster (the failures themselves are injected at the pod in
+    the whole runs below): what SkyPilot and ssh would answer is given here."""
+    from types import SimpleNamespace
+
+    from chatlike_runner import renting
+    from chatlike_runner.errors import ChatlikeError
+
+    downed = []
+    monkeypatch.setattr(skypilot, "answers", lambda cluster: answers)
+    monkeypatch.setattr(skypilot, "job_status", lambda cluster, job: status)
+    monkeypatch.setattr(skypilot, "down", downed.append)
+
+    def snapshot() -> Path:
+        if not copied:
+            raise ChatlikeError("rsync broke")
+        return Path("OUT/r.partial")
+
+    error = renting._failed(SimpleNamespace(run_id="r", out_dir=Path("OUT")), "chatlike-r", "x", 1, snapshot)
+    assert error.format_message().startswith(says) and error.exit_code == 1
+    assert downed == (["chatlike-r"] if torn_down else [])
+
+
 def test_rented_options_without_on_are_refused(cli):
     result = cli("start", str(CONFIG), "--gpu", "H100:8", "--dry-run")
     assert result.returncode == 2 and "--gpu, --dry-run only apply to rented boxes: add --on" in result.stderr
@@ -421,7 +457,7 @@ def test_a_box_that_stops_answering_is_torn_down_in_one_line(box, workdir, failu
     stdout, stderr = process.communicate(timeout=600)
     assert process.returncode == 1, seen[-2000:] + stdout[-3000:] + stderr
     line = _one_line(stderr)
-    assert "box stopped answering while it trained" in line and "nothing came home" in line
+    assert "lost its box while it trained" in line and "nothing came home" in line
     assert f"Cluster {cluster} was torn down" in line
     assert _pods(runpod) == [] and _pod_calls(runpod)[-1] == ("preempted" if failure == "pre-empted" else "terminate")
     assert not [p for p in (workdir / "outputs").iterdir() if not p.name.startswith(".")]

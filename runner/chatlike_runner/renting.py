@@ -154,7 +154,8 @@ def _run(plan: RunPlan, where: Rented, image: str, config: dict[str, Any], folde
         except ChatlikeError:
             raise
         except Exception as exc:  # whatever broke, the one line says what became of the cluster
-            raise _failed(plan, cluster, f"{type(exc).__name__}: {skypilot.first_line(exc)}") from None
+            raise _failed(plan, cluster, f"{type(exc).__name__}: {skypilot.first_line(exc)}", job,
+                          _snapshot(plan, where, image, estimate, folder)) from None
 
 
 def _after_launch(plan: RunPlan, where: Rented, image: str, config: dict[str, Any], folder: Path,
@@ -165,15 +166,14 @@ def _after_launch(plan: RunPlan, where: Rented, image: str, config: dict[str, An
     yield Note(f"run {plan.run_id} started on {summary(placement)} (cluster {cluster})")
     ended = yield from _follow(plan, cluster, job, folder / LOG, ctrl_c, stop_timeout)
     if ended.lost is not None:
-        raise _failed(plan, cluster, ended.lost)
+        raise _failed(plan, cluster, ended.lost, job, _snapshot(plan, where, image, placement, folder))
     if ended.refused is not None:
         yield Note(f"tearing down {cluster}…")
         skypilot.down(cluster)
         raise ChatlikeError(f"{ended.refused.removeprefix(c.REFUSED)} (cluster {cluster} torn down; nothing was "
                             "trained)")
     try:
-        path, run = collect(plan, where, image, placement, folder, not ended.stopped,
-                            lambda tmp: skypilot.fetch(cluster, c.OUTPUT_DIR, tmp))
+        path, run = collect(plan, where, image, placement, folder, not ended.stopped, _outputs(cluster))
     except ChatlikeError as exc:
         raise _failed(plan, cluster, exc.format_message()) from None
     if where.keep:
@@ -185,21 +185,49 @@ def _after_launch(plan: RunPlan, where: Rented, image: str, config: dict[str, An
     yield Outcome(plan.run_id, run.exit_code if run.exit_code is not None else 1, run.status, path)
 
 
-def _failed(plan: RunPlan, cluster: str, what: str) -> ChatlikeError:
-    """The one line after a failure on a launched cluster. While the box answers, something may still come home:
-    the cluster stays up and the line gives the copy and the tear-down commands. When it does not (pre-empted,
-    ended by its provider, unreachable), nothing can: it is torn down so that it stops billing."""
+def _outputs(cluster: str) -> Callable[[Path], None]:
+    """What copies the cluster's output folder into a folder at home."""
+    return lambda tmp: skypilot.fetch(cluster, c.OUTPUT_DIR, tmp)
+
+
+def _snapshot(plan: RunPlan, where: Rented, image: str, placement: dict[str, Any], folder: Path) -> Callable[[], Path]:
+    """What brings the run's outputs so far home as OUT/<run-id>.partial (resumable), and says where."""
+    return lambda: collect(plan, where, image, placement, folder, False, _outputs(rented.cluster_name(plan.run_id)))[0]
+
+
+def _failed(plan: RunPlan, cluster: str, what: str, job: int | None = None,
+            snapshot: Callable[[], Path] | None = None) -> ChatlikeError:
+    """The one line after a failure on a launched cluster. While the box answers, its outputs so far come home
+    (`snapshot`, as OUT/<run-id>.partial) and, unless its job is known to have ended, the cluster stays up for what
+    is still to come, the line giving the copy and the tear-down commands. When it does not answer (pre-empted,
+    ended by its provider, unreachable), nothing can come home: it is torn down so that it stops billing."""
     if skypilot.answers(cluster):
+        kept, fetched = "", None
+        if snapshot is not None:
+            try:
+                fetched = snapshot()
+                kept = f"; its outputs so far are in {fetched}"
+            except ChatlikeError as exc:
+                kept = f"; copying its outputs home failed too ({exc.format_message()})"
+        status = skypilot.job_status(cluster, job) if fetched is not None and job is not None else None
+        if status is not None and status not in ACTIVE:  # nothing more will come: what came home is all of it
+            return ChatlikeError(f"{what}{kept}. Its job had ended ({status}): "
+                                 + _torn_down(cluster, f"cluster {cluster} was torn down"), 1)
         copy = shlex.join(skypilot.rsync_command(cluster, c.OUTPUT_DIR, plan.out_dir / f"{plan.run_id}.copied"))
-        return ChatlikeError(f"{what}. Cluster {cluster} is left up so that nothing is lost (it bills while up): "
-                             f"copy its outputs home with `{copy}`, then `sky down {cluster}`", 1)
+        return ChatlikeError(f"{what}{kept}. Cluster {cluster} is left up so that nothing is lost (it bills while "
+                             f"up): copy its outputs home with `{copy}`, then `sky down {cluster}`", 1)
+    return ChatlikeError(f"{what}; the box no longer answers (pre-empted, or ended by its provider), so nothing came "
+                         "home and its disk, checkpoints included, is gone. "
+                         + _torn_down(cluster, f"Cluster {cluster} was torn down; start the run again"), 1)
+
+
+def _torn_down(cluster: str, done: str) -> str:
+    """Tear the cluster down: `done` when it went, else why not and how to."""
     try:
         skypilot.down(cluster)
     except ChatlikeError as exc:
-        return ChatlikeError(f"{what}; the box no longer answers, so nothing came home, and {exc.format_message()}", 1)
-    return ChatlikeError(f"{what}; the box no longer answers (pre-empted, or ended by its provider), so nothing came "
-                         f"home and its disk, checkpoints included, is gone. Cluster {cluster} was torn down; start "
-                         "the run again", 1)
+        return exc.format_message()
+    return done
 
 
 def _down_after_failure(cluster: str) -> None:
@@ -255,7 +283,7 @@ def _follow(plan: RunPlan, cluster: str, job: int, log_path: Path, ctrl_c: CtrlC
             if status is not None and status not in ACTIVE:
                 return Ended()
             if status is None and not skypilot.answers(cluster):
-                return Ended(lost=f"run {plan.run_id}'s box stopped answering while it trained{broke}")
+                return Ended(lost=f"run {plan.run_id} lost its box while it trained{broke}")
             if streams > RECONNECTS:
                 return Ended(lost=f"the log stream of run {plan.run_id} broke {streams} times{broke}")
             yield Note(f"the log stream from {cluster} was lost{broke}; the run goes on: following it again",

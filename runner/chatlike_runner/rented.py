@@ -74,7 +74,7 @@ def rented(provider: str, gpu: str | None = None, *, nodes: int = 1, spot: bool 
         raise ChatlikeError("--spot: Lambda has no spot instances; drop --spot, or rent spot GPUs with --on runpod")
     if disk_gb is not None and provider == "lambda":
         raise ChatlikeError("--disk: a Lambda VM comes with the disk of its instance type, which SkyPilot cannot "
-                            "resize (1.4 TB and up for GPU types); drop --disk")
+                            "resize; drop --disk")
     if disk_gb is not None and disk_gb < 50:
         raise ChatlikeError("--disk must be at least 50 (GB): the image and an 8B base model alone take ~30 GB")
     if provider == "runpod" and disk_gb is None:

@@ -123,7 +123,7 @@ def _copy_earlier(partial: Path, dest: Path) -> Path:
 @dataclass(frozen=True)
 class Ended:
     """How following a rented run ended, when not with its job's end: stopped by Ctrl-C; refused by chatlike-train
-    (its line); or lost, with why, when the box stopped answering."""
+    (its line); or lost, with why (the box stopped answering, or its log stream kept breaking)."""
 
     stopped: bool = False
     refused: str | None = None

@@ -3,7 +3,7 @@ launch it, follow its log, ask how its job stands, stop its training, copy its o
 cluster down.
 
 SkyPilot is an optional extra (`pip install 'chatlike-runner[cloud]'`, ~560 MB): imported only here, and only
-when a run goes to a rented box. renting.py takes this module as the `cloud` a rented run talks to.
+when a run goes to a rented box (renting.py).
 """
 
 from __future__ import annotations
@@ -83,6 +83,7 @@ def _quiet() -> Iterator[None]:
 
 
 def first_line(exc: BaseException) -> str:
+    """An error's message on one short line."""
     text = " ".join(str(exc).split()) or type(exc).__name__
     return text if len(text) <= SHORT else text[: SHORT - 1] + "…"
 

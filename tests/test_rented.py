@@ -111,11 +111,13 @@ def test_impossible_choices_are_refused_before_anything_is_launched(cli, catalog
     assert not list(workdir.glob("outputs/*.sky"))
 
 
-def test_the_dry_run_shows_the_spot_bid_and_the_on_demand_price_apart(cli, catalog, workdir):
+def test_the_dry_run_shows_the_spot_bid_and_the_on_demand_price_apart_and_what_a_pre_emption_loses(cli, catalog, workdir):
     result = cli("start", str(CONFIG), "--data", "data/train.jsonl", "--image", DIGEST, "--on", "runpod", "--spot",
                  "--dry-run", check=True)
     assert ("it would run on runpod, 2x RTX3090 (2x_RTX3090_SECURE) in CA (spot), $1.00/h bid (on-demand $1.00/h)"
             in result.stdout)
+    assert ("--spot: Runpod may take the pod back at any time; a pre-emption ends the run and its disk goes with it, "
+            "checkpoints included" in " ".join(result.stdout.split()))
 
 
 def test_without_a_catalog_and_no_way_to_download_one_the_dry_run_says_what_is_missing(cli, workdir):

@@ -83,6 +83,10 @@ def start_on(plan: RunPlan, where: Rented, image: str, *, dry_run: bool = False,
         (folder / TASK).write_text(text, encoding="utf-8")
         kept = dry_run  # a dry run leaves the task and its uploads to look at
         yield TaskReady(plan.run_id, folder / TASK, text, estimate, summary(estimate), dry_run)
+        if where.spot:
+            yield Note("--spot: Runpod may take the pod back at any time; a pre-emption ends the run and its disk "
+                       "goes with it, checkpoints included: nothing comes home but what Ctrl-C brought (a .partial)",
+                       warning=True)
         if not dry_run:
             yield from _run(plan, where, image, config, folder, estimate, stop_timeout)
     finally:
@@ -139,10 +143,6 @@ def _run(plan: RunPlan, where: Rented, image: str, config: dict[str, Any], folde
         raise ChatlikeError(f"SkyPilot's API server is {remote}, not a local one: it writes no ssh alias for "
                             f"{cluster} on this machine, so neither Ctrl-C nor the copy home could reach the box. "
                             "Launch with a local API server (`sky api logout`; `sky api start` starts one)")
-    if where.spot:
-        yield Note("--spot: Runpod may take the pod back at any time; a pre-emption ends the run and its disk goes "
-                   "with it, checkpoints included: nothing comes home but what Ctrl-C brought (a .partial)",
-                   warning=True)
     with CtrlC() as ctrl_c:
         try:
             job = yield from skypilot.launch(config, secrets)

@@ -122,6 +122,19 @@ def run(config_path: Path, nodes: int, node_rank: int, main_address: str | None,
     sys.exit(code)
 
 
+@main.command()
+@click.argument("config_path", metavar="CONFIG", type=click.Path(path_type=Path))
+def shapes(config_path: Path) -> None:
+    """Print CONFIG's model shape and exact parameter counts (base by kind, adapter by kind) as JSON: the base
+    model built from its config.json on the meta device, the adapter added by Axolotl. No weights, no GPU."""
+    from .shapes import shapes as measure
+    from .validate import quiet
+
+    with quiet():
+        found = measure(cfg.load(config_path))
+    click.echo(json.dumps(found, indent=2))
+
+
 @main.command("check-driver")
 def check_driver() -> None:
     """Refuse (exit 2) a machine whose NVIDIA driver is older than this image needs (CHATLIKE_MIN_DRIVER, the

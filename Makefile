@@ -2,7 +2,8 @@
 PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
-# The training stack (Axolotl on CPU) for the tests of chatlike-train outside the image.
+# The training stack (Axolotl on CPU) with the runner: the tests of chatlike-train outside the image, and the
+# runner with the training stack in-process (what `pip install chatlike-runner[estimate]` gives).
 TRAIN_VENV ?= .venv-train
 
 .PHONY: setup train-venv image image-cpu smoke train test bench lock lock-check clean
@@ -21,7 +22,7 @@ $(TRAIN_VENV)/bin/axolotl:
 	touch $@
 
 $(TRAIN_VENV)/.chatlike: $(TRAIN_VENV)/bin/axolotl pyproject.toml
-	$(TRAIN_VENV)/bin/pip install -qq --no-deps -e .
+	$(TRAIN_VENV)/bin/pip install -qq -e .
 	touch $@
 
 train-venv: $(TRAIN_VENV)/.chatlike

@@ -110,4 +110,5 @@ def test_the_shapes_command_prints_them_as_json(measured):
     assert printed["model"] | {"torch_dtype": None} == {
         "model_type": "llama", "hidden_size": 4096, "intermediate_size": 14336, "num_hidden_layers": 32,
         "num_attention_heads": 32, "num_key_value_heads": 8, "head_dim": 128, "vocab_size": 128256,
-        "tie_word_embeddings": False, "torch_dtype": None}
+        "tie_word_embeddings": False, "torch_dtype": None, "config_json": printed["model"]["config_json"]}
+    assert printed["model"]["config_json"].endswith("meta-llama/Llama-3.1-8B")  # where its config.json was read

@@ -8,6 +8,7 @@ gc.disable()  # the imports below are ~60k objects that live as long as the comm
 
 import functools
 import itertools
+import json
 import sys
 from collections.abc import Iterator
 from pathlib import Path
@@ -254,11 +255,12 @@ def cli() -> None:
 @click.option("--env", "env", multiple=True, metavar="NAME", help="Pass this variable from your shell, by name; repeatable. HF_TOKEN and WANDB_API_KEY pass when set.")
 @click.option("--detach", "-d", is_flag=True, help="Start and return at once; `attach` or `fetch` later.")
 @click.option("--validate/--no-validate", default=True, show_default=True, help="Check config and dataset with `chatlike-train validate` in the image first.")
+@click.option("--fit-check/--no-fit-check", default=True, show_default=True, help="Refuse a run whose memory estimate exceeds its GPUs' (see `estimate`).")
 @click.option("--stop-timeout", default=c.STOP_TIMEOUT, show_default=True, help="Seconds a stopped run gets to save before it is killed.")
 @rent_options
 def start(config: Path | None, smoke: bool, data: Path | None, out: Path, image: str | None, host: str | None, gpus: str, shm_size: str | None,
           memory: str | None, ulimits: tuple[str, ...], env: tuple[str, ...], detach: bool, validate: bool,
-          stop_timeout: int, on: str | None, gpu: str | None, nodes: int, spot: bool, disk: int | None, keep: bool,
+          fit_check: bool, stop_timeout: int, on: str | None, gpu: str | None, nodes: int, spot: bool, disk: int | None, keep: bool,
           dry_run: bool) -> None:
     """Train CONFIG (an Axolotl YAML file) in a container and copy the adapter to OUT/<run-id>/.
 
@@ -274,7 +276,7 @@ def start(config: Path | None, smoke: bool, data: Path | None, out: Path, image:
         if smoke or detach or config is None:
             raise click.UsageError("--on trains CONFIG on rented GPUs and follows it: give CONFIG, without --smoke or --detach")
         image = rented.launch_image(image, registry.last_pushed())
-        plan = build_plan(config, data=data, out=out, image=image, env=env, validate=False)
+        plan = build_plan(config, data=data, out=out, image=image, env=env, validate=False, fit_check=fit_check)
         _show(renting.start_on(plan, where, image, dry_run=dry_run, stop_timeout=stop_timeout))
         return
     if smoke:
@@ -285,8 +287,89 @@ def start(config: Path | None, smoke: bool, data: Path | None, out: Path, image:
     elif config is None:
         raise click.UsageError("give CONFIG (an Axolotl YAML file), or --smoke for the CPU smoke run")
     plan = build_plan(config, data=data, out=out, image=image or c.DEFAULT_IMAGE, host=host, gpus=gpus, shm_size=shm_size,
-                      memory=memory, ulimits=ulimits, env=env, detach=detach, validate=validate, smoke=smoke)
+                      memory=memory, ulimits=ulimits, env=env, detach=detach, validate=validate, fit_check=fit_check,
+                      smoke=smoke)
     _show(runs.start(plan, stop_timeout))
+
+
+@cli.command(name="estimate")
+@click.argument("config", type=click.Path(path_type=Path, dir_okay=False))
+@click.option("--data", type=click.Path(path_type=Path, dir_okay=False), help="Dataset to count (JSON Lines).  [default: the config's]")
+@click.option("--gpu", "gpu", metavar="TYPE:COUNT", help=f"GPUs to estimate for, such as RTX3090:2 or H100:1.  [default: the engine's; with --on, {', '.join(f'{k} {v}' for k, v in rented.DEFAULT_GPU.items())}]")
+@click.option("--on", "on", type=click.Choice(rented.PROVIDERS), help="Price the run at this provider's price in SkyPilot's catalog.")
+@click.option("--spot", is_flag=True, help="With --on runpod: the spot price.")
+@click.option("--json", "as_json", is_flag=True, help="Print the estimate as JSON.")
+@click.option("--image", help=f"Image to count parameters in where the training stack is not installed here.  [default: {c.DEFAULT_IMAGE}, else {c.CPU_IMAGE}]")
+@host_option
+def estimate_run(config: Path, data: Path | None, gpu: str | None, on: str | None, spot: bool, as_json: bool,
+                 image: str | None, host: str | None) -> None:
+    """Before you pay: whether CONFIG fits the GPUs (memory per GPU, term by term), how many steps its dataset
+    makes, how long that takes and, with --on, what it costs. Needs no GPU.
+
+    \b
+    Examples:
+      chatlike-runner estimate configs/llama-3.1-8b-qlora.yml --gpu RTX3090:2
+      chatlike-runner estimate configs/llama-3.1-8b-qlora.yml --data data/train.jsonl --on runpod
+    """
+    from . import fit
+
+    found = fit.for_command(config, data, gpu, on, spot, image, host)
+    if as_json:
+        sys.stdout.write(json.dumps(found.as_json(), indent=2) + "\n")
+        return
+    _estimate_summary(found)
+
+
+def _estimate_summary(found) -> None:
+    from rich.markup import escape
+    from rich.table import Column, Table
+
+    from .estimate import GIB, MFU
+
+    p, m, model = found.facts["parameters"], found.memory, found.facts["model"]
+    console().print(f"{model['model_type']}: {p['total']:,} parameters (config.json: {model.get('config_json')}); "
+                    f"trainable {p['trainable']:,}: LoRA {p['lora']:,}, DoRA {p['dora']:,}, saved copies {p['saved']:,}")
+    zero = f"DeepSpeed ZeRO-{found.recipe.zero}" if found.recipe.zero else "no DeepSpeed"
+    console().print(f"memory per GPU, {m.count}x {m.gpu.name} ({round(m.gpu.memory_gib, 1):g} GiB each), {zero}:", style="bold")
+    table = Table(Column("", no_wrap=True), Column("GiB", justify="right"), "how (source)", box=None)
+    for item in m.items:
+        when = {"backward": " [in backward]", "logits": " [at the loss]", "step": " [at the optimizer step]"}
+        table.add_row(item.name, f"{item.bytes / GIB:.2f}", escape(item.formula + when.get(item.phase or "", "")))
+    console().print(table)
+    spare = m.gpu.memory_gib - m.total / GIB
+    verdict = {"fits": f"fits ({spare:.1f} GiB spare)", "tight": "tight: over only by the allocator's margin, so it "
+               "may fit or run out of memory", "does not fit": "does not fit"}[m.verdict]
+    console().print(f"total {m.total / GIB:.1f} GiB of {round(m.gpu.memory_gib, 1):g}: {verdict}",
+                    style={"fits": "green", "tight": "yellow"}.get(m.verdict, "red"))
+    if not m.fits:
+        for fix in found.fixes or ["no single change fits it: larger GPUs, or more of them with ZeRO-2"]:
+            console().print(f"  would fit with {fix}", markup=False)
+    work = found.work
+    if work is None:
+        console().print("work: no dataset found; pass --data to count its tokens, steps and time")
+        return
+    console().print(f"work: {work.conversations:,} conversations, {work.tokens:,} tokens ({work.counted}); "
+                    f"{work.sequences:,} {'packed ' if found.recipe.packing else ''}sequences of up to "
+                    f"{found.recipe.sequence_len:,}; {work.steps:,} optimizer steps ({work.epochs:.2g} epochs); "
+                    f"{work.flops:.3g} FLOPs", markup=False)
+    if found.hours is None:
+        console().print(f"time: no peak throughput known for {m.gpu.name}")
+        return
+    low, high = found.hours
+    span = _duration(high) if _duration(low) == _duration(high) else f"{_duration(low)} to {_duration(high)}"
+    console().print(f"time: {span} on {m.count}x {m.gpu.name} ({m.gpu.tflops:g} TFLOPS "
+                    f"bf16 peak each, {m.gpu.source}) at {MFU[0]:.0%}-{MFU[1]:.0%} MFU (see the README's estimate section)")
+    if found.offer:
+        offer = found.offer
+        cost = found.cost
+        price = "no price in the catalog" if cost is None else f"${cost[0]:.2f} to ${cost[1]:.2f}"
+        console().print(f"cost: {price} at ${offer['hourly_price_usd']}/h{' spot' if offer['spot'] else ''} "
+                        f"({offer['provider']} {offer['instance_type']} in {offer['region']}, SkyPilot's catalog), "
+                        "plus the box's start-up and the model download")
+
+
+def _duration(hours: float) -> str:
+    return "under a minute" if hours < 1 / 60 else f"{hours * 60:.0f} min" if hours < 1 else f"{hours:.1f} h"
 
 
 @cli.command()

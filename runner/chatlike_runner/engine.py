@@ -291,13 +291,15 @@ class Engine:
                 if event.get("status") and not event.get("progress"):
                     yield " ".join(str(event[key]) for key in ("id", "status") if event.get(key))
 
-    def run_once(self, action: str, image: str, options: Mapping[str, Any]) -> tuple[int, str]:
-        """Run a throwaway container of `image` with container `options` to its end; returns its exit
-        code and output. It is always removed."""
+    def run_once(self, action: str, image: str, options: Mapping[str, Any], files: bytes | None = None) -> tuple[int, str]:
+        """Run a throwaway container of `image` with container `options` to its end, `files` (a tar) unpacked at /
+        first; returns its exit code and output. It is always removed."""
         container = None
         try:
             with translated(action):
                 container = self.client.containers.create(image, entrypoint=[], **_with_values(options))
+                if files is not None and not container.put_archive("/", files):
+                    raise ChatlikeError(f"{action}: the Docker engine refused the upload")
                 container.start()
                 status = container.wait()["StatusCode"]
                 output = container.logs().decode("utf-8", "replace").strip()

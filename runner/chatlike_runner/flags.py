@@ -14,6 +14,7 @@ ULIMIT_NAMES = frozenset(
 )
 _SIZE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([kmgt]?)i?b?\s*$", re.IGNORECASE)
 _ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+_GPU_TYPE = re.compile(r"^([A-Za-z0-9][A-Za-z0-9-]*)(?::([1-9][0-9]?))?$")
 
 
 @dataclass(frozen=True)
@@ -121,3 +122,11 @@ def split_tag(ref: str) -> tuple[str, str]:
     if not name or "/" in tag:
         return ref, "latest"
     return name, tag
+
+
+def parse_gpu_type(text: str) -> tuple[str, int]:
+    """`--gpu TYPE[:COUNT]` (RTX3090:2, H100): the GPU type and how many."""
+    match = _GPU_TYPE.match(text)
+    if not match:
+        raise ChatlikeError(f"--gpu {text!r}: give a GPU type and a count, such as RTX3090:2 or H100:8")
+    return match.group(1), int(match.group(2) or 1)

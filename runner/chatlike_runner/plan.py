@@ -86,6 +86,7 @@ class RunPlan(_Container):
     env_names: tuple[str, ...]  # passed by name; values are read only at launch
     detach: bool
     validate: bool = True  # run `chatlike-train validate` in the image before training
+    fit_check: bool = True  # refuse a run whose memory estimate exceeds its GPUs' (fit.py)
     smoke: bool = False  # the CPU smoke run (`start --smoke`)
     reproduces: str | None = None  # the run whose manifest this one runs again (`reproduce`)
 
@@ -271,6 +272,7 @@ def build_plan(
     env: Sequence[str] = (),
     detach: bool = False,
     validate: bool = True,
+    fit_check: bool = True,
     smoke: bool = False,
     environ: Mapping[str, str] | None = None,
     run_id: str | None = None,
@@ -300,6 +302,7 @@ def build_plan(
         env_names=parse_env_names(env, environ),
         detach=detach,
         validate=validate,
+        fit_check=fit_check,
         smoke=smoke,
     )
 

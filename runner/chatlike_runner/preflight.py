@@ -184,13 +184,14 @@ def checks(host: str | None, image_ref: str, gpus: GpuRequest, out_dir: Path, in
     return found
 
 
-def for_run(plan: RunPlan, engine: Engine | None = None) -> tuple[Engine, Image]:
-    """Check a run before anything is created; returns the engine and the image. Raises PreflightFailed."""
+def for_run(plan: RunPlan, engine: Engine | None = None) -> tuple[Engine, Image, list[str]]:
+    """Check a run before anything is created; returns the engine, the image and the GPUs it sees (nvidia-smi
+    lines). Raises PreflightFailed."""
     found = checks(plan.host, plan.image, plan.gpus, plan.out_dir, [plan.config_path, *(s.host_path for s in plan.data)],
                    engine)
     require(found)
     by_name = {check.name: check.data for check in found}
-    return by_name["engine"], by_name["image"]
+    return by_name["engine"], by_name["image"], by_name.get("gpus") or []
 
 
 def for_gpu_build(host: str | None) -> Engine:

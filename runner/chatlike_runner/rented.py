@@ -14,7 +14,6 @@ The run script moves them into place as root.
 
 from __future__ import annotations
 
-import re
 import shlex
 from dataclasses import dataclass
 from pathlib import Path
@@ -22,6 +21,7 @@ from typing import Any
 
 from . import constants as c
 from .errors import ChatlikeError
+from .flags import parse_gpu_type
 from .plan import RunPlan
 
 PROVIDERS = ("runpod", "lambda")
@@ -32,7 +32,6 @@ UPLOAD = "/tmp/chatlike-upload"  # where the task's file mounts land on the box 
 TRAIN = "/opt/venv/bin/chatlike-train"
 WORKDIR = "/chatlike/work"
 MAIN_PORT = 29500  # accelerate's rendezvous port on the head node of a multi-node run
-_GPU = re.compile(r"^([A-Za-z0-9][A-Za-z0-9-]*)(?::([1-9][0-9]?))?$")
 
 
 @dataclass(frozen=True)
@@ -62,9 +61,7 @@ def rented(provider: str, gpu: str | None = None, *, nodes: int = 1, spot: bool 
     provider's default."""
     if provider not in PROVIDERS:
         raise ChatlikeError(f"--on {provider!r}: chatlike-runner rents from {' or '.join(PROVIDERS)}")
-    match = _GPU.match(gpu or DEFAULT_GPU[provider])
-    if not match:
-        raise ChatlikeError(f"--gpu {gpu!r}: give a GPU type and a count, such as RTX3090:2 or H100:8")
+    gpu_type, gpu_count = parse_gpu_type(gpu or DEFAULT_GPU[provider])
     if nodes < 1:
         raise ChatlikeError("--nodes must be 1 or more")
     if nodes > 1 and provider == "runpod":
@@ -79,7 +76,7 @@ def rented(provider: str, gpu: str | None = None, *, nodes: int = 1, spot: bool 
         raise ChatlikeError("--disk must be at least 50 (GB): the image and an 8B base model alone take ~30 GB")
     if provider == "runpod" and disk_gb is None:
         disk_gb = DEFAULT_DISK_GB
-    return Rented(provider, match.group(1), int(match.group(2) or 1), nodes, spot, disk_gb, keep)
+    return Rented(provider, gpu_type, gpu_count, nodes, spot, disk_gb, keep)
 
 
 def from_flags(flags: dict[str, Any]) -> Rented:

@@ -22,7 +22,7 @@ from typing import Any
 
 import yaml
 
-from . import artifacts, rented, skypilot, stage
+from . import artifacts, fit, rented, skypilot, stage
 from . import constants as c
 from .engine import Run
 from .errors import ChatlikeError
@@ -79,6 +79,7 @@ def start_on(plan: RunPlan, where: Rented, image: str, *, dry_run: bool = False,
     kept = False
     try:
         config, estimate = _task(plan, where, image, folder, expected, earlier)
+        yield from fit.check_rented(plan, where, image)
         text = yaml.dump(config, Dumper=_TaskDumper, sort_keys=False)
         (folder / TASK).write_text(text, encoding="utf-8")
         kept = dry_run  # a dry run leaves the task and its uploads to look at

@@ -11,7 +11,7 @@ import json
 from collections.abc import Generator, Iterator
 from pathlib import Path
 
-from . import artifacts, build, preflight, registry, renting, stage
+from . import artifacts, build, fit, preflight, registry, renting, stage
 from . import constants as c
 from .collect import collect
 from .engine import Engine, Run
@@ -32,7 +32,8 @@ def start(plan: RunPlan, stop_timeout: int = c.STOP_TIMEOUT, expected: dict[str,
     A missing image is pulled first when named by digest; a smoke run's CPU image is built when missing.
     """
     engine = yield from _image_ready(plan)
-    engine, image = preflight.for_run(plan, engine)
+    engine, image, gpus = preflight.for_run(plan, engine)
+    yield from fit.check_here(plan, gpus, image.id, engine)
     digests: dict[str, str] = {}
     run = yield from launch(engine, plan, image, expected=expected, source=plan.reproduces, digests=digests)
     with CtrlC() as ctrl_c:  # from here on a Ctrl-C stops the started run gracefully
@@ -121,7 +122,7 @@ def resume(host: str | None, ref: str, out_dir: Path, stop_timeout: int = c.STOP
         raise ChatlikeError(f"{partial / artifacts.MANIFEST} is unreadable or not a run's manifest; cannot resume from it") from None
     _refuse_if_final(out_dir, run_id)
     plan = replan(flags, run_id, out_dir, host)
-    engine, image = preflight.for_run(plan, engine)
+    engine, image, _ = preflight.for_run(plan, engine)
     expected = {**record.get("dataset_sha256", {}), c.ORIGINAL_CONFIG_NAME: record.get("config_sha256")}
     run = yield from launch(engine, plan, image, earlier=partial, expected=expected)
     with CtrlC() as ctrl_c:

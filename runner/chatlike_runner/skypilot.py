@@ -148,12 +148,40 @@ def validate(config: Mapping[str, Any]) -> dict[str, Any]:
 
 
 def _accelerators(provider: str) -> list[str]:
+    try:
+        return list(_offers(provider))
+    except ChatlikeError:
+        return []
+
+
+def offer(provider: str, gpu: str, count: int, spot: bool = False) -> dict[str, Any]:
+    """The cheapest machine of the provider with `count` GPUs of type `gpu` in SkyPilot's catalog: its hourly price
+    (spot where asked), region and the memory of one GPU in GiB (the Runpod catalog writes GB where it means MiB,
+    so a figure under 1 is read as GB/1024)."""
+    _sky()
+    _catalog(provider)
+    found = [info for name, infos in _offers(provider).items() if name.lower() == gpu.lower() for info in infos
+             if int(info.accelerator_count) == count]
+    if not found:
+        offered = ", ".join(sorted(_accelerators(provider))) or "none in SkyPilot's catalog"
+        raise ChatlikeError(f"--gpu {gpu}:{count}: {provider} has no such machine in SkyPilot's catalog; its GPUs: "
+                            f"{offered}")
+    price = (lambda info: info.spot_price) if spot else (lambda info: info.price)
+    priced = [info for info in found if price(info) == price(info)] or found  # NaN: no price of that kind
+    best = min(priced, key=price)
+    memory = float(best.device_memory or 0)
+    return {"provider": provider, "instance_type": best.instance_type, "region": best.region,
+            "hourly_price_usd": None if price(best) != price(best) else round(float(price(best)), 2),
+            "gpu_memory_gib": memory * 1024 if 0 < memory < 1 else memory or None, "spot": spot}
+
+
+def _offers(provider: str) -> dict[str, list[Any]]:
     sky = _sky()
     try:
         with _quiet():
-            return list(sky.catalog.list_accelerators(gpus_only=True, clouds=provider))
-    except Exception:
-        return []
+            return dict(sky.catalog.list_accelerators(gpus_only=True, clouds=provider))
+    except Exception as exc:
+        raise ChatlikeError(f"SkyPilot's catalog of {provider} could not be read: {first_line(exc)}") from None
 
 
 def _hourly(resources: Any, nodes: int) -> float | None:

@@ -124,14 +124,16 @@ def run(config_path: Path, nodes: int, node_rank: int, main_address: str | None,
 
 @main.command()
 @click.argument("config_path", metavar="CONFIG", type=click.Path(path_type=Path))
-def shapes(config_path: Path) -> None:
+@click.option("--data", type=click.Path(path_type=Path, dir_okay=False), help="Count this dataset's tokens too.")
+def shapes(config_path: Path, data: Path | None) -> None:
     """Print CONFIG's model shape and exact parameter counts (base by kind, adapter by kind) as JSON: the base
-    model built from its config.json on the meta device, the adapter added by Axolotl. No weights, no GPU."""
+    model built from its config.json on the meta device, the adapter added by Axolotl. No weights, no GPU. With
+    --data, the dataset's conversations and tokens, counted with the run's tokenizer and chat template."""
     from .shapes import shapes as measure
     from .validate import quiet
 
     with quiet():
-        found = measure(cfg.load(config_path))
+        found = measure(cfg.load(config_path), data)
     click.echo(json.dumps(found, indent=2))
 
 

@@ -132,13 +132,14 @@ def check_schema(raw: dict) -> str:
     return schema.__name__
 
 
-def _tokenizer(raw: Mapping):
+def tokenizer_and_template(raw: Mapping, cached_only: bool = False):
+    """The run's tokenizer (from the model cache alone with `cached_only`) and its chat template."""
     from axolotl.utils.chat_templates import get_chat_template
     from transformers import AutoTokenizer
 
     name = raw.get("tokenizer_config") or raw["base_model"]
     try:
-        tokenizer = AutoTokenizer.from_pretrained(name)
+        tokenizer = AutoTokenizer.from_pretrained(name, local_files_only=cached_only)
     except OSError as exc:
         raise TrainError(f"cannot load the tokenizer of {name} ({' '.join(str(exc).split())[:200]}); "
                          "check base_model, HF_TOKEN and the network or model cache") from None
@@ -221,7 +222,7 @@ def _validate(config_path: Path) -> list[str]:
                 report.append(f"dataset {entry.get('path')}: not a local chat_template JSON Lines file; not checked")
                 continue
             if tokenizer is None:
-                tokenizer, template = _tokenizer(raw)
+                tokenizer, template = tokenizer_and_template(raw)
             line, over = check_dataset(local[0], DatasetFormat.from_entry(entry), tokenizer, template, sequence_len)
             if over and not raw.get("excess_length_strategy"):
                 raise TrainError(f"{line} ({problems_summary({'over sequence_len': over})}): Axolotl would drop them; "

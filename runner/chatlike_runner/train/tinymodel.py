@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from pathlib import Path
+from typing import Any
 
 # Marks a folder as this tiny model. llama.cpp's converter knows real tokenizers' pre-tokenizers by a hash of
 # their output; this one, trained here, is the GPT-2 byte-level kind, and export says so for it alone.
@@ -24,8 +26,9 @@ the meeting moved to monday. good to know, thanks for the heads up.
 """
 
 
-def make_tiny_model(out_dir: Path, seed: int = 0) -> Path:
-    """Write a random-init LlamaForCausalLM (hidden 64, 2 layers) and its tokenizer to out_dir; return out_dir."""
+def make_tiny_model(out_dir: Path, seed: int = 0, shape: Mapping[str, Any] | None = None, device: str = "cpu") -> Path:
+    """Write a random-init LlamaForCausalLM (hidden 64, 2 layers; or `shape`, config values such as an 8B's, in
+    bf16, made on `device`) and its tokenizer to out_dir; return out_dir."""
     import torch
     from tokenizers import Tokenizer, decoders, models, pre_tokenizers, processors, trainers
     from transformers import LlamaConfig, LlamaForCausalLM, PreTrainedTokenizerFast
@@ -58,10 +61,15 @@ def make_tiny_model(out_dir: Path, seed: int = 0) -> Path:
         pad_token_id=ids[PAD],
         tie_word_embeddings=False,
     )
+    config.update(dict(shape or {}))
     out_dir.mkdir(parents=True, exist_ok=True)
-    LlamaForCausalLM(config).save_pretrained(out_dir)
+    with torch.device(device):  # an 8B shape is made in bf16 directly: 16 GB, where fp32 would need 32
+        model = LlamaForCausalLM(config) if shape is None else LlamaForCausalLM._from_config(config, dtype=torch.bfloat16)
+    model.save_pretrained(out_dir)
+    del model
     tokenizer.save_pretrained(out_dir)
-    (out_dir / MARKER).write_text("a tiny random model for smoke runs and tests; see chatlike-train tiny-model\n")
+    if shape is None:
+        (out_dir / MARKER).write_text("a tiny random model for smoke runs and tests; see chatlike-train tiny-model\n")
     return out_dir
 
 

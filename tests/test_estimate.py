@@ -254,3 +254,19 @@ def test_the_local_fit_check_reads_the_gpus_preflight_saw(workdir, docker_client
     assert list(fit.check_here(replace(plan, fit_check=False), ["0, NVIDIA GeForce RTX 3090, 24576 MiB, 1"], cpu_image,
                                engine)) == []
     assert list(fit.check_here(plan, [], cpu_image, engine)) == []  # a CPU run: nothing to fit
+
+
+def test_without_the_configs_dataset_the_work_is_the_bundled_examples_and_said_so(tmp_path):
+    venv = _train_venv()
+    (tmp_path / "configs").mkdir()
+    config = tmp_path / "configs" / "seed.yml"  # reads ../data/train.jsonl: not there
+    config.write_text(SEED.read_text())
+    result = subprocess.run([str(venv / "chatlike-runner"), "estimate", str(config), "--gpu", "RTX3090:2", "--json"],
+                            capture_output=True, text=True, cwd=tmp_path, env={**os.environ, **OFFLINE, "HOME": str(tmp_path)},
+                            timeout=300)
+    assert result.returncode == 0, result.stderr
+    work = json.loads(result.stdout)["work"]
+    assert work["conversations"] > 100 and work["steps"] > 0
+    assert work["dataset_note"].startswith("the config's dataset is not there yet: the work below is the bundled example")
+    assert not (tmp_path / "data").exists(), "nothing is written where the config reads its dataset"
+    assert json.loads(result.stdout)["memory"]["zero_stage"] == 2  # configs/deepspeed/zero2.json, found in the checkout

@@ -324,7 +324,7 @@ def _estimate_summary(found) -> None:
     from rich.markup import escape
     from rich.table import Column, Table
 
-    from .estimate import GIB, MFU
+    from .estimate import GIB
 
     p, m, model = found.facts["parameters"], found.memory, found.facts["model"]
     console().print(f"{model['model_type']}: {p['total']:,} parameters (config.json: {model.get('config_json')}); "
@@ -346,8 +346,9 @@ def _estimate_summary(found) -> None:
             console().print(f"  would fit with {fix}", markup=False)
     work = found.work
     if work is None:
-        console().print("work: no dataset found; pass --data to count its tokens, steps and time")
         return
+    if found.data_note:
+        console().print(found.data_note, style="yellow")
     console().print(f"work: {work.conversations:,} conversations, {work.tokens:,} tokens ({work.counted}); "
                     f"{work.sequences:,} {'packed ' if found.recipe.packing else ''}sequences of up to "
                     f"{found.recipe.sequence_len:,}; {work.steps:,} optimizer steps ({work.epochs:.2g} epochs); "
@@ -358,7 +359,7 @@ def _estimate_summary(found) -> None:
     low, high = found.hours
     span = _duration(high) if _duration(low) == _duration(high) else f"{_duration(low)} to {_duration(high)}"
     console().print(f"time: {span} on {m.count}x {m.gpu.name} ({m.gpu.tflops:g} TFLOPS "
-                    f"bf16 peak each, {m.gpu.source}) at {MFU[0]:.0%}-{MFU[1]:.0%} MFU (see the README's estimate section)")
+                    f"bf16 peak each, {m.gpu.source}) at {m.gpu.mfu[0]:.0%}-{m.gpu.mfu[1]:.0%} MFU (see the README's estimate section)")
     if found.offer:
         offer = found.offer
         cost = found.cost

@@ -15,6 +15,10 @@ from pathlib import Path
 from typing import Any
 
 GIB = 2**30
+# Model FLOPs utilisation of QLoRA training, low to high, for every GPU type alike until one is measured (bench/gpu.py):
+# LLaMA-Factory's Llama-2-7B in 4 bits at 4,096 tokens on an A100 runs at 41% by this file's FLOP count (48% with
+# Unsloth's kernels); 4-bit weights are dequantized on every use, which keeps it under dense bf16 training's.
+MFU = (0.25, 0.45)
 
 
 @dataclass(frozen=True)
@@ -26,6 +30,7 @@ class Gpu:
     memory_gib: float
     tflops: float | None
     source: str = ""
+    mfu: tuple[float, float] = MFU  # the MFU range its time is given in
 
 
 _AMPERE = "https://images.nvidia.com/aem-dam/en-zz/Solutions/geforce/ampere/pdf/NVIDIA-ampere-GA102-GPU-Architecture-Whitepaper-V1.pdf"
@@ -48,10 +53,6 @@ GPUS = {gpu.name.lower(): gpu for gpu in (
     Gpu("V100", 16, 125, "https://images.nvidia.com/content/technologies/volta/pdf/volta-v100-datasheet-update-us-1165301-r5.pdf"),
 )}
 
-# Model FLOPs utilisation of QLoRA training, low to high: from the published throughputs the README lists
-# (LLaMA-Factory's Llama-2-7B 4-bit at 4,096 on an A100: 41% by this file's FLOP count; torchtune's QLoRA on an
-# RTX 4090: about 40%); 4-bit weights are dequantized on every use, so it stays well under dense bf16 training's.
-MFU = (0.25, 0.45)
 
 # bitsandbytes NF4 (Axolotl's qlora: blocksize 64, double quantization): half a byte per weight, an 8-bit absmax per
 # block of 64, and an fp32 scale per 256 blocks of those (bitsandbytes functional.quantize_4bit).
@@ -107,10 +108,12 @@ class Recipe:
 
 def deepspeed_zero(name: Any, config_dir: Path | None) -> dict[str, Any]:
     """The zero_optimization block of the config's DeepSpeed JSON, found as chatlike-train finds it (beside the
-    config, in the working directory, or in this checkout's configs/); empty without one."""
+    config, in the working directory, in the image's configs) or in this checkout; empty without one."""
+    from .train.config import BUNDLED_CONFIGS
+
     if not name:
         return {}
-    roots = [root for root in (config_dir, Path.cwd(), Path(__file__).parents[2]) if root is not None]
+    roots = [root for root in (config_dir, Path.cwd(), BUNDLED_CONFIGS, Path(__file__).parents[2]) if root is not None]
     for root in roots:
         path = root / str(name)
         if path.is_file():
@@ -317,8 +320,8 @@ def fixes(facts: Mapping[str, Any], recipe: Recipe, gpu: Gpu, count: int) -> lis
         p["trainable"] -= p["saved"]
         p["saved"] = 0
         offer("no lora_modules_to_save (needed only when tokens are added)", None, {**facts, "parameters": p})
-    if count > 1 and recipe.zero == 1:
-        offer("deepspeed: configs/deepspeed/zero2.json", replace(recipe, zero=2))
+    if count > 1 and recipe.zero < 2:
+        offer("deepspeed: configs/deepspeed/zero2.json", replace(recipe, zero=2, overlap_comm=True))
     if not recipe.checkpointing:
         offer("gradient_checkpointing: true", replace(recipe, checkpointing=True))
     if recipe.sequence_len > 1024:
@@ -353,7 +356,7 @@ def gpu(name: str, memory_gib: float | None = None) -> Gpu:
             return Gpu(name, memory_gib, None)
         raise KeyError(name)
     known = GPUS[key]
-    return known if not memory_gib else Gpu(known.name, memory_gib, known.tflops, known.source)
+    return known if not memory_gib else replace(known, memory_gib=memory_gib)
 
 
 @dataclass(frozen=True)
@@ -416,4 +419,4 @@ def hours(flops: float, gpu: Gpu, count: int) -> tuple[float, float] | None:
     if not gpu.tflops:
         return None
     rate = gpu.tflops * 1e12 * count
-    return flops / (rate * MFU[1]) / 3600, flops / (rate * MFU[0]) / 3600
+    return flops / (rate * gpu.mfu[1]) / 3600, flops / (rate * gpu.mfu[0]) / 3600

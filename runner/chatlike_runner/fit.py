@@ -12,9 +12,11 @@ from __future__ import annotations
 import importlib.util
 import io
 import json
+import shutil
 import tarfile
+import tempfile
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -102,6 +104,7 @@ class Estimate:
     work: est.Work | None
     hours: tuple[float, float] | None
     offer: dict[str, Any] | None = None
+    data_note: str | None = None  # where the counted dataset came from, when it is not the run's
 
     @property
     def cost(self) -> tuple[float, float] | None:
@@ -118,8 +121,8 @@ class Estimate:
                                   "phase": i.phase} for i in m.items],
                        "total_gib": round(m.total / est.GIB, 2), "fits": m.fits, "fixes": self.fixes,
                        "zero_stage": self.recipe.zero},
-            "work": None if self.work is None else {**vars(self.work), "tokens_counted": self.work.counted},
-            "hours": self.hours, "mfu": est.MFU, "offer": self.offer, "cost_usd": self.cost,
+            "work": None if self.work is None else {**vars(self.work), "dataset_note": self.data_note},
+            "hours": self.hours, "mfu": self.memory.gpu.mfu, "offer": self.offer, "cost_usd": self.cost,
         }
 
 
@@ -206,8 +209,15 @@ def for_command(config: Path, data: Path | None, gpu: str | None, on: str | None
     from .train.config import dataset_paths
 
     raw = load_config(config)
+    note = None
     if data is None:
         data = next(iter(dataset_paths(raw, config.resolve().parent)), None)
+    if data is None:
+        from .smoke import write_example
+
+        data = write_example(Path(tempfile.mkdtemp(prefix="chatlike-estimate-")))
+        note = ("the config's dataset is not there yet: the work below is the bundled example export's (as `prepare` "
+                "makes it); pass --data for yours")
     engine = None
     offer = None
     if gpu is None and on is None:
@@ -234,5 +244,9 @@ def for_command(config: Path, data: Path | None, gpu: str | None, on: str | None
             known = ", ".join(g.name for g in est.GPUS.values())
             raise ChatlikeError(f"--gpu {name}: chatlike knows the memory of {known}; for another type, add --on "
                                 "runpod|lambda to read it from SkyPilot's catalog") from None
-    facts = measure(config, data, image, host, engine)
-    return estimate(facts, raw, config.resolve().parent, found_gpu, count, offer)
+    try:
+        facts = measure(config, data, image, host, engine)
+    finally:
+        if note:
+            shutil.rmtree(data.parent, ignore_errors=True)
+    return replace(estimate(facts, raw, config.resolve().parent, found_gpu, count, offer), data_note=note)

@@ -26,8 +26,14 @@ def example_dataset(config: Path) -> Path | None:
     target = local_path(path, config.resolve().parent)
     if target.name != "train.jsonl" or target.exists():
         return None
+    with staged(target.parent, force=False) as workdir:
+        write_example(workdir)
+    return target
+
+
+def write_example(folder: Path) -> Path:
+    """`prepare`'s dataset of the bundled example export, written into `folder`; returns its train.jsonl."""
     from .prepare.dataset import Options, build  # here: the runner's start-up does not pay for it
 
-    with staged(target.parent, force=False) as workdir:
-        build(EXAMPLE, Options(), workdir)
-    return target
+    build(EXAMPLE, Options(), folder)
+    return folder / "train.jsonl"

@@ -270,3 +270,12 @@ def test_without_the_configs_dataset_the_work_is_the_bundled_examples_and_said_s
     assert work["dataset_note"].startswith("the config's dataset is not there yet: the work below is the bundled example")
     assert not (tmp_path / "data").exists(), "nothing is written where the config reads its dataset"
     assert json.loads(result.stdout)["memory"]["zero_stage"] == 2  # configs/deepspeed/zero2.json, found in the checkout
+
+
+@pytest.mark.parametrize("key,value", [("micro_batch_size", "eight"), ("sequence_len", -1), ("num_epochs", [4]),
+                                       ("gradient_accumulation_steps", True)])
+def test_a_config_value_of_the_wrong_kind_is_one_line_naming_it(key, value):
+    from chatlike_runner.errors import ChatlikeError
+
+    with pytest.raises(ChatlikeError, match=rf"^the config's {key}: .* is not a (whole )?number of 0 or more; fix it"):
+        est.Recipe.of(_seed(**{key: value}), 1, SEED.parent)

@@ -14,6 +14,8 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
+from .errors import ChatlikeError
+
 GIB = 2**30
 # Model FLOPs utilisation of QLoRA training, low to high, for every GPU type alike until one is measured (bench/gpu.py):
 # LLaMA-Factory's Llama-2-7B in 4 bits at 4,096 tokens on an A100 runs at 41% by this file's FLOP count (48% with
@@ -91,19 +93,34 @@ class Recipe:
     @classmethod
     def of(cls, raw: Mapping[str, Any], gpus: int, config_dir: Path | None = None) -> Recipe:
         zero = deepspeed_zero(raw.get("deepspeed"), config_dir) if gpus > 1 else {}
-        val = raw.get("val_set_size") or 0
+        val = _number(raw, "val_set_size", 0, float)
+        max_steps = _number(raw, "max_steps", 0)
         return cls(
-            micro_batch=int(raw.get("micro_batch_size") or 1), sequence_len=int(raw.get("sequence_len") or 2048),
-            accumulation=int(raw.get("gradient_accumulation_steps") or 1),
-            epochs=float(raw.get("num_epochs") or 1), max_steps=int(raw["max_steps"]) if raw.get("max_steps") else None,
-            packing=bool(raw.get("sample_packing")), padded=bool(raw.get("pad_to_sequence_len")),
+            micro_batch=_number(raw, "micro_batch_size", 1), sequence_len=_number(raw, "sequence_len", 2048),
+            accumulation=_number(raw, "gradient_accumulation_steps", 1), epochs=_number(raw, "num_epochs", 1, float),
+            max_steps=max_steps or None, packing=bool(raw.get("sample_packing")),
+            padded=bool(raw.get("pad_to_sequence_len")),
             quant_bits=4 if raw.get("load_in_4bit") else 8 if raw.get("load_in_8bit") else 16,
             checkpointing=bool(raw.get("gradient_checkpointing")), optimizer=str(raw.get("optimizer") or "adamw_torch"),
-            zero=int(zero.get("stage", 0)), overlap_comm=bool(zero.get("overlap_comm", False)),
-            bucket=int(zero.get("reduce_bucket_size", BUCKET)) if str(zero.get("reduce_bucket_size", "")).isdigit()
-            else BUCKET,
+            zero=_number(zero, "stage", 0), overlap_comm=bool(zero.get("overlap_comm", False)),
+            bucket=zero["reduce_bucket_size"] if isinstance(zero.get("reduce_bucket_size"), int) else BUCKET,
             liger_flce=bool(raw.get("liger_fused_linear_cross_entropy") or raw.get("cut_cross_entropy")),
-            val_share=float(val) if float(val) < 1 else 0.0, adapter=raw.get("adapter") in ("lora", "qlora"))
+            val_share=val if val < 1 else 0.0, adapter=raw.get("adapter") in ("lora", "qlora"))
+
+
+def _number(raw: Mapping[str, Any], key: str, default: float, kind: type = int) -> Any:
+    """raw[key] as a positive number of `kind` (`default` when unset), or one line naming the key."""
+    value = raw.get(key)
+    if value is None or value == "":
+        return kind(default)
+    try:
+        number = kind(value)
+    except (TypeError, ValueError):
+        number = -1
+    if isinstance(value, bool) or number < 0:
+        raise ChatlikeError(f"the config's {key}: {value!r} is not a {'whole ' if kind is int else ''}number of 0 or "
+                            "more; fix it in the config")
+    return number
 
 
 def deepspeed_zero(name: Any, config_dir: Path | None) -> dict[str, Any]:

@@ -107,7 +107,11 @@ def test_effective_config_with_gpus_finds_the_bundled_deepspeed_json(tmp_path, m
     effective = cfg.effective(raw, tmp_path / "configs", 2, {"WANDB_API_KEY": "x"})
     assert effective["deepspeed"] == str(REPO / "configs" / "deepspeed" / "zero2.json")
     assert effective["wandb_mode"] == "online"
-    monkeypatch.setattr(cfg, "BUNDLED_CONFIGS", tmp_path / "nowhere")
+    # The seed's config names it from the repository root, as the image keeps it: /opt/chatlike/configs/deepspeed/…
+    seed = {**raw, "deepspeed": "configs/deepspeed/zero2.json"}
+    monkeypatch.chdir(tmp_path)  # not found from the working directory
+    assert cfg.effective(seed, tmp_path / "configs", 2, {})["deepspeed"] == str(REPO / "configs" / "deepspeed" / "zero2.json")
+    monkeypatch.setattr(cfg, "BUNDLED_CONFIGS", tmp_path / "nowhere" / "configs")
     with pytest.raises(TrainError, match="deepspeed config deepspeed/zero2.json not found"):
         cfg.effective(raw, tmp_path / "configs", 2, {})
 

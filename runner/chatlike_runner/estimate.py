@@ -130,7 +130,8 @@ def deepspeed_zero(name: Any, config_dir: Path | None) -> dict[str, Any]:
 
     if not name:
         return {}
-    roots = [root for root in (config_dir, Path.cwd(), BUNDLED_CONFIGS, Path(__file__).parents[2]) if root is not None]
+    roots = [root for root in (config_dir, Path.cwd(), BUNDLED_CONFIGS, BUNDLED_CONFIGS.parent, Path(__file__).parents[2])
+             if root is not None]
     for root in roots:
         path = root / str(name)
         if path.is_file():

@@ -53,7 +53,9 @@ def dataset_paths(raw: Mapping, config_dir: Path) -> list[Path]:
 def effective(raw: Mapping, config_dir: Path, gpu_count: int, env: Mapping[str, str]) -> dict:
     """The config a run trains with: local paths made absolute, DeepSpeed only with >1 GPU, the stop plugin, wandb mode."""
     config = copy.deepcopy(dict(raw))
-    roots = [config_dir, Path.cwd(), BUNDLED_CONFIGS]
+    # The image's configs/ folder answers a name relative to it (deepspeed/zero2.json) and one relative to the
+    # repository root, as the bundled configs write it (configs/deepspeed/zero2.json).
+    roots = [config_dir, Path.cwd(), BUNDLED_CONFIGS, BUNDLED_CONFIGS.parent]
     for key in DATASET_KEYS:
         for entry in config.get(key) or []:
             path = entry.get("path") if isinstance(entry, dict) else None

@@ -249,8 +249,8 @@ def test_the_local_fit_check_reads_the_gpus_preflight_saw(workdir, docker_client
     engine = Engine.connect(None)
     with pytest.raises(ChatlikeError, match=r"against 2x RTX3090's 24 GiB"):
         list(fit.check_here(plan, ["0, NVIDIA GeForce RTX 3090, 24576 MiB, 580.1"] * 2, cpu_image, engine))
-    notes = list(fit.check_here(plan, ["0, NVIDIA H200, 143771 MiB, 580.1"], cpu_image, engine))
-    assert "against 1x H200's 140.4 GiB: it fits" in notes[0].text
+    notes = list(fit.check_here(plan, ["0, NVIDIA H100 80GB HBM3, 81559 MiB, 580.1"], cpu_image, engine))
+    assert "estimated 69.9 GiB per GPU against 1x H100's 79.6 GiB: it fits" in notes[0].text
     assert list(fit.check_here(replace(plan, fit_check=False), ["0, NVIDIA GeForce RTX 3090, 24576 MiB, 1"], cpu_image,
                                engine)) == []
     assert list(fit.check_here(plan, [], cpu_image, engine)) == []  # a CPU run: nothing to fit

@@ -136,3 +136,11 @@ def test_bad_flags(workdir):
     with pytest.raises(ChatlikeError, match="dataset"):
         build_plan(config, data=workdir / "absent.jsonl", environ={})
 
+
+
+def test_a_new_run_is_fit_checked_and_a_resumed_one_is_not(workdir):
+    from chatlike_runner.plan import replan
+
+    plan = build_plan(workdir / "config.yml", gpus="all")
+    assert plan.fit_check and not build_plan(workdir / "config.yml", fit_check=False).fit_check
+    assert not replan(plan.flags(), plan.run_id, workdir / "outputs").fit_check  # it ran: not estimated again

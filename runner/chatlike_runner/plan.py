@@ -321,6 +321,7 @@ def replan(flags: Mapping[str, Any], run_id: str, out: Path, host: str | None = 
         ulimits=flags.get("ulimits", []),
         env=[name for name in flags.get("env", []) if name not in c.SECRET_NAMES],
         validate=False,
+        fit_check=False,  # it ran: a resumed run is not estimated again
         smoke=bool(flags.get("smoke")),
         environ=environ,
         run_id=run_id,

@@ -65,8 +65,8 @@ def plan_again(folder: Path, manifest: dict[str, Any], out_dir: Path, host: str 
         out_dir=out_dir, gpus=parse_gpus(flags.get("gpus") or "none"), shm_size=flags.get("shm_size"),
         memory=flags.get("memory"), ulimits=tuple(parse_ulimit(u) for u in flags.get("ulimits") or []),
         env_names=parse_env_names([n for n in flags.get("env") or [] if n not in c.SECRET_NAMES], os.environ),
-        detach=False, validate=False, smoke=bool(flags.get("smoke")), reproduces=manifest["run_id"],
-    )
+        detach=False, validate=False, fit_check=False, smoke=bool(flags.get("smoke")), reproduces=manifest["run_id"],
+    )  # no fit check: the run has run (or was started past the check on purpose)
 
 
 def first_losses(folder: Path | None) -> list[float]:

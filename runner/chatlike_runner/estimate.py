@@ -220,7 +220,9 @@ def memory(facts: Mapping[str, Any], recipe: Recipe, gpu: Gpu, count: int) -> Me
     label = {4: "4-bit NF4", 8: "8-bit", 16: "bf16"}[recipe.quant_bits]
     items.append(Item(f"base weights, {label}", p["linear"] * quant + p["linear_bias"] * 2,
                       f"{p['linear']:,} linear weights x {quant:.4f} B" + (" (bitsandbytes NF4, blocksize 64, double "
-                      "quantization)" if recipe.quant_bits == 4 else "") + " + biases x 2 B"))
+                      "quantization)" if recipe.quant_bits == 4 else "") + " + biases x 2 B"
+                      + ("; ZeRO-3 would partition weights too: counted whole here, an upper bound" if recipe.zero == 3
+                         else "")))
     if recipe.adapter:
         frozen = p["embed"] + p["lm_head"] + p["other"]
         items.append(Item("base weights, unquantized", frozen * recipe.frozen_bytes,
@@ -283,9 +285,10 @@ def memory(facts: Mapping[str, Any], recipe: Recipe, gpu: Gpu, count: int) -> Me
                              if p["dora"] else ""), "backward"))
     if recipe.liger_flce:
         chunk = 2 ** math.ceil(math.log2(max(1, math.ceil(tokens / math.ceil(vocab / h)))))
-        items.append(Item("logits and loss (fused linear cross-entropy)", 2 * chunk * vocab * 4 + p["lm_head"] * 2,
-                          f"two chunks of {chunk} rows x {vocab:,} x 4 B, and lm_head's gradient buffer "
-                          "(Liger's fused_linear_cross_entropy)", "logits"))
+        items.append(Item("logits and loss (fused linear cross-entropy)", 2 * chunk * vocab * 4,
+                          f"two chunks of {chunk} rows x {vocab:,} x 4 B (Liger's fused_linear_cross_entropy: the "
+                          "logits never exist whole; a trainable lm_head's gradient is the one under gradients)",
+                          "logits"))
     else:
         items.append(Item("logits and loss", tokens * vocab * recipe.logit_bytes,
                           f"{b}x{s} tokens x {vocab:,} vocabulary x {recipe.logit_bytes} B: bf16 logits, their fp32 "
@@ -301,10 +304,10 @@ def memory(facts: Mapping[str, Any], recipe: Recipe, gpu: Gpu, count: int) -> Me
 def peak_bytes(items: Sequence[Item]) -> float:
     """What is held throughout, plus the largest of the moments that never coexist: the loss and a layer's
     recompute in backward (each beside the activations kept for backward), and the optimizer step."""
-    def phase(name: str) -> float:
+    def phase(name: str | None) -> float:
         return sum(item.bytes for item in items if item.phase == name)
 
-    held = phase(None)  # type: ignore[arg-type]
+    held = phase(None)
     return held + max(phase("kept") + phase("backward"), phase("kept") + phase("logits"), phase("step"))
 
 

@@ -204,7 +204,7 @@ def test_estimate_through_the_training_image_prices_it_at_the_catalogs_price(cli
     assert found["memory"]["fits"] is True and found["memory"]["total_gib"] == pytest.approx(22.7, abs=0.05)
     printed = cli("estimate", str(SEED), "--data", str(data), "--on", "runpod", "--image", cpu_image, env=OFFLINE,
                   check=True)
-    assert "cost: $" in printed.stdout and "at $1.0/h (runpod 2x_RTX3090_SECURE in CA, SkyPilot's catalog)" in printed.stdout
+    assert "cost: $" in printed.stdout and "at $1.00/h (runpod 2x_RTX3090_SECURE in CA, SkyPilot's catalog)" in printed.stdout
 
 
 def test_estimate_without_gpus_or_a_known_type_says_what_to_pass(cli, workdir):

@@ -363,8 +363,11 @@ def _estimate_summary(found) -> None:
     if found.offer:
         offer = found.offer
         cost = found.cost
-        price = "no price in the catalog" if cost is None else f"${cost[0]:.2f} to ${cost[1]:.2f}"
-        console().print(f"cost: {price} at ${offer['hourly_price_usd']}/h{' spot' if offer['spot'] else ''} "
+        low_cost, high_cost = (f"${value:.2f}" for value in cost) if cost else ("", "")
+        price = ("no price in the catalog" if cost is None else low_cost if low_cost == high_cost
+                 else f"{low_cost} to {high_cost}")
+        hourly = f"${offer['hourly_price_usd']:.2f}/h" if offer["hourly_price_usd"] is not None else "no hourly price"
+        console().print(f"cost: {price} at {hourly}{' spot' if offer['spot'] else ''} "
                         f"({offer['provider']} {offer['instance_type']} in {offer['region']}, SkyPilot's catalog), "
                         "plus the box's start-up and the model download")
 

@@ -17,6 +17,7 @@ from pathlib import Path
 
 import pytest
 import yaml
+from conftest import need
 
 from chatlike_runner import estimate as est
 from chatlike_runner import fit
@@ -152,9 +153,7 @@ def test_gpu_types_are_read_from_nvidia_smi_names_with_the_memory_it_reports(nam
 
 def _train_venv() -> Path:
     if not (TRAIN_VENV / "chatlike-runner").exists():
-        if os.environ.get("CI") == "true":
-            pytest.fail(f"CI=true but the training venv {TRAIN_VENV} lacks chatlike-runner (make train-venv)")
-        pytest.skip("no training venv (make train-venv)")
+        need(f"the training venv {TRAIN_VENV} lacks chatlike-runner (make train-venv)")
     return TRAIN_VENV
 
 
@@ -254,6 +253,8 @@ def test_the_local_fit_check_reads_the_gpus_preflight_saw(workdir, docker_client
     assert list(fit.check_here(replace(plan, fit_check=False), ["0, NVIDIA GeForce RTX 3090, 24576 MiB, 1"], cpu_image,
                                engine)) == []
     assert list(fit.check_here(plan, [], cpu_image, engine)) == []  # a CPU run: nothing to fit
+    unknown = list(fit.check_here(plan, ["0, NVIDIA Some GPU, [N/A], 580.1"], cpu_image, engine))
+    assert unknown[0].warning and "the memory estimate was skipped: nvidia-smi gave no memory" in unknown[0].text
 
 
 def test_without_the_configs_dataset_the_work_is_the_bundled_examples_and_said_so(tmp_path):

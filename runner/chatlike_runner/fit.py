@@ -179,9 +179,14 @@ def check(plan: RunPlan, gpu: est.Gpu, count: int, image: str | None, engine: En
 
 def check_here(plan: RunPlan, gpus: list[str], image_id: str, engine: Engine) -> Iterator[Note]:
     """The fit check of a run on this engine's GPUs (none requested: nothing to fit)."""
-    if gpus:
+    if not gpus:
+        return
+    try:
         gpu, count = local_gpu(gpus)
-        yield from check(plan, gpu, count, image_id, engine)
+    except (ValueError, IndexError):  # a driver that reports no memory ("[N/A]")
+        yield Note(f"the memory estimate was skipped: nvidia-smi gave no memory for the GPUs ({gpus[0]})", warning=True)
+        return
+    yield from check(plan, gpu, count, image_id, engine)
 
 
 def check_rented(plan: RunPlan, where: Rented, image: str) -> Iterator[Note]:

@@ -124,6 +124,37 @@ def test_a_jobs_archive_holds_the_run_without_checkpoints_and_the_heldout_set(tm
                      "data", "data/heldout.jsonl", c.INPUT_SUMS]
 
 
+def test_an_eval_s_archive_holds_the_run_s_training_data_files_and_folders(tmp_path):
+    run_dir = tmp_path / "20261130-000000-abcd"
+    (run_dir / "logs").mkdir(parents=True)
+    (tmp_path / "train.jsonl").write_text('{"messages": [1]}\n')
+    (tmp_path / "more" / "part").mkdir(parents=True)
+    (tmp_path / "more" / "part" / "b.jsonl").write_text('{"messages": [2]}\n')
+    plan = JobPlan(run_id=run_dir.name, kind="eval", stamp="1", image="i", host=None, run_dir=run_dir, heldout=None,
+                   gpus=parse_gpus("none"), env_names=(), training=(tmp_path / "train.jsonl", tmp_path / "more"))
+    with tarfile.open(fileobj=io.BytesIO(b"".join(job_archive(plan, {})))) as tar:
+        names = tar.getnames()
+        assert tar.extractfile(f"{c.JOB_TRAINING}/1-more/part/b.jsonl").read() == b'{"messages": [2]}\n'
+    assert names == ["run", "run/logs", "data", c.JOB_TRAINING, f"{c.JOB_TRAINING}/0-train.jsonl",
+                     f"{c.JOB_TRAINING}/1-more", f"{c.JOB_TRAINING}/1-more/part", f"{c.JOB_TRAINING}/1-more/part/b.jsonl",
+                     c.INPUT_SUMS]
+
+
+def test_eval_uses_the_run_s_training_data_only_as_it_trained_on_it(tmp_path):
+    from chatlike_runner.jobs import training_of
+
+    data = tmp_path / "train.jsonl"
+    data.write_text("{}\n")
+    digest = hashlib.sha256(b"{}\n").hexdigest()
+    manifest = {"flags": {"data": [str(data)]}, "dataset_sha256": {"data/train.jsonl": digest}}
+    assert training_of(manifest) == ((data,), None)
+    data.write_text("{}\n{}\n")
+    assert training_of(manifest) == ((), f"the run's training data {data} changed since the run")
+    data.unlink()
+    assert training_of(manifest) == ((), f"the run's training data {data} is not there any more")
+    assert training_of({"flags": {}}) == ((), "the run's manifest names no training data")
+
+
 def test_staging_a_folder_keeps_its_tree(workdir):
     folder = workdir / "dataset"
     (folder / "part").mkdir(parents=True)

@@ -1,5 +1,5 @@
-"""Using a trained run: `eval` on a real CPU smoke run (real Axolotl, the tiny model) in the CPU image, and its
-report opened in a real headless browser."""
+"""Using a trained run: `eval`, `chat` and `export` on a real CPU smoke run (real Axolotl, the tiny model) in the
+CPU image. The persona measures of `eval` and its report in a browser: test_persona.py."""
 
 from __future__ import annotations
 
@@ -15,11 +15,10 @@ from pathlib import Path
 import pytest
 import yaml
 
-from conftest import need, runner_cmd, started_run
+from conftest import runner_cmd, started_run
 
 pytestmark = pytest.mark.engine
 ROOT = Path(__file__).resolve().parents[1]
-CHROMIUM, CHROMEDRIVER = Path("/usr/bin/chromium"), Path("/usr/bin/chromedriver")
 
 
 def run_cli(project: Path, *args: str, timeout: float = 900, stdin: str | None = None,
@@ -48,6 +47,20 @@ def conversations() -> list[str]:
     return rows
 
 
+def overfit(project: Path, steps: int) -> str:
+    """Train the smoke config on PROJECT/data/train.jsonl for `steps` steps at a high learning rate, in the CPU
+    image; returns the finished run's id."""
+    config = yaml.safe_load((ROOT / "configs" / "cpu-smoke.yml").read_text())
+    config.update(max_steps=steps, learning_rate=0.005, save_steps=1000)
+    (project / "configs").mkdir()
+    (project / "configs" / "overfit.yml").write_text(yaml.safe_dump(config, sort_keys=False))
+    result = run_cli(project, "start", "--smoke", "configs/overfit.yml", "--data", "data/train.jsonl")
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr
+    run_id = started_run(result.stdout)
+    assert f"next: `chatlike-runner eval {run_id}`" in result.stdout
+    return run_id
+
+
 @pytest.fixture(scope="module")
 def trained(cpu_image, tmp_path_factory) -> Iterator[tuple[Path, str]]:
     """A finished CPU smoke run that over-fits on purpose (40 steps at a high learning rate, on few short
@@ -57,15 +70,7 @@ def trained(cpu_image, tmp_path_factory) -> Iterator[tuple[Path, str]]:
     (project / "data").mkdir()
     (project / "data" / "train.jsonl").write_text("\n".join(rows * 6) + "\n")
     (project / "data" / "heldout.jsonl").write_text("\n".join(rows) + "\n")
-    config = yaml.safe_load((ROOT / "configs" / "cpu-smoke.yml").read_text())
-    config.update(max_steps=40, learning_rate=0.005, save_steps=1000)
-    (project / "configs").mkdir()
-    (project / "configs" / "overfit.yml").write_text(yaml.safe_dump(config, sort_keys=False))
-    result = run_cli(project, "start", "--smoke", "configs/overfit.yml", "--data", "data/train.jsonl")
-    assert result.returncode == 0, result.stdout[-3000:] + result.stderr
-    run_id = started_run(result.stdout)
-    assert f"next: `chatlike-runner eval {run_id}`" in result.stdout
-    yield project, run_id
+    yield project, overfit(project, 40)
     run_cli(project, "rm", run_id)  # its container and volumes: a finished run stays on the engine until removed
 
 
@@ -92,48 +97,12 @@ def test_eval_scores_every_reply_and_the_overfit_run_beats_its_base(evaluated, d
     assert len(report["side_by_side"]) == 3 and all(p["real"] for p in report["side_by_side"])
     assert set(report["style"]) == {"real", "tuned", "base"} and report["training_curve"][-1]["step"] == 40
     assert report["verdict"] in result.stdout and f"{out / 'report.html'}" in result.stdout
+    assert report["run_id"] == run_id and f"held-out loss {tuned['nll']:.2f} per token" in report["verdict"]
     manifest = json.loads((project / "outputs" / run_id / "manifest.json").read_text())
     (entry,) = manifest["evals"]
     assert entry["verdict"] == report["verdict"] and entry["path"] == "eval/report.json"
     assert not docker_client.containers.list(all=True, filters={"label": "org.chatlike.role=eval"})
     assert not [volume.name for volume in docker_client.volumes.list() if "-eval-" in volume.name]
-
-
-def test_the_report_opens_in_a_headless_browser_with_its_plots_and_nothing_fetched(evaluated, tmp_path):
-    if not (CHROMIUM.exists() and CHROMEDRIVER.exists()):
-        need("Debian's chromium and chromium-driver are not installed")
-    from PIL import Image
-    from selenium import webdriver
-    from selenium.webdriver.chrome.service import Service
-    from selenium.webdriver.common.by import By
-
-    project, run_id, result = evaluated
-    assert result.returncode == 0, result.stderr
-    options = webdriver.ChromeOptions()
-    options.binary_location = str(CHROMIUM)
-    for flag in ("--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
-                 "--disable-component-update", "--disable-sync", "--no-first-run", "--window-size=1200,1800",
-                 f"--user-data-dir={tmp_path / 'profile'}"):
-        options.add_argument(flag)
-    options.set_capability("goog:loggingPrefs", {"browser": "ALL", "performance": "ALL"})
-    driver = webdriver.Chrome(options=options, service=Service(str(CHROMEDRIVER)))
-    try:
-        driver.get((project / "outputs" / run_id / "eval" / "report.html").as_uri())
-        assert "tuned NLL" in driver.find_element(By.CLASS_NAME, "verdict").text
-        errors = [entry for entry in driver.get_log("browser") if entry["level"] == "SEVERE"]
-        assert errors == []
-        for plot in ("nll-plot", "curve-plot"):
-            shot = tmp_path / f"{plot}.png"
-            driver.find_element(By.CSS_SELECTOR, f"#{plot} svg").screenshot(str(shot))
-            pixels = Image.open(shot).convert("L").tobytes()
-            drawn = sum(1 for value in pixels if value < 200)
-            assert drawn > 0.01 * len(pixels), f"{plot} looks blank ({drawn} of {len(pixels)} pixels drawn)"
-        requests = [json.loads(entry["message"])["message"] for entry in driver.get_log("performance")]
-        urls = [m["params"]["request"]["url"] for m in requests if m["method"] == "Network.requestWillBeSent"]
-        assert any(url.startswith("file:") and url.endswith("report.html") for url in urls), urls
-        assert not [url for url in urls if url.startswith(("http:", "https:", "ws:", "wss:", "ftp:"))]
-    finally:
-        driver.quit()
 
 
 def test_eval_bad_input_is_one_line_and_leaves_nothing(trained, leftovers):

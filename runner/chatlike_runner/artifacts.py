@@ -27,7 +27,7 @@ from .files import hidden_folder
 if TYPE_CHECKING:
     from .engine import Run
 
-MANIFEST = "manifest.json"
+MANIFEST = c.RUN_MANIFEST
 CONTAINER_LOG = "logs/container.log"
 
 

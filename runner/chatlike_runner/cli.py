@@ -19,7 +19,8 @@ import click
 from . import __version__, build, preflight, registry, rented, renting, reproduce, runs
 from . import constants as c
 from .errors import ChatlikeError
-from .events import ChatReady, Event, Following, JobDone, Log, Note, Outcome, Pushed, Said, TaskReady
+from .events import (ChatReady, Event, Following, JobDone, Log, Note, Outcome, Progress, Pushed, Question, Said,
+                     TaskReady)
 from .follow import uninterruptible
 from .flags import parse_gpus
 from .plan import build_plan
@@ -119,7 +120,50 @@ class _Chat:
         self.reply = []
 
 
-def _show(events: Iterator[Event], chat: _Chat | None = None) -> None:
+class _Blind:
+    """How a blind test prints: progress on one line (piped: on stderr), then each question; piped, a question is
+    plain lines on stdout, each reply on one line (newlines written as \\n) after "1) " or "2) "."""
+
+    ROLES = {"user": "them", "assistant": "you"}
+
+    def __init__(self, piped: bool) -> None:
+        self.piped = piped
+        from rich.console import Console
+
+        self.notes = Console(stderr=True, highlight=False, soft_wrap=True) if piped else console()
+        self.status = None
+
+    def progress(self, event: Progress) -> None:
+        if self.piped:
+            self.notes.print(event.text)
+        elif self.status is None:
+            self.status = console().status(event.text).__enter__()
+        else:
+            self.status.update(event.text)
+
+    def question(self, event: Question) -> None:
+        self.done()
+        lines = [f"[{'you or the model' if event.round == 'you' else 'tuned or base'} {event.number}/{event.of}] "
+                 f"{event.ask}"]
+        lines += [f"  {self.ROLES.get(m['role'], m['role'])}: {m['content']}" for m in event.context
+                  if m.get("role") != "system"]
+        lines += [f"{number}) {reply}" for number, reply in enumerate(event.replies, 1)]
+        if self.piped:
+            sys.stdout.write("".join(line.replace("\n", "\\n") + "\n" for line in lines))
+            sys.stdout.flush()
+        else:
+            console().print()
+            console().print(lines[0], style="bold", markup=False)
+            for line in lines[1:]:
+                console().print(line, markup=False, style="dim" if line.startswith("  ") else None)
+
+    def done(self) -> None:
+        if self.status is not None:
+            self.status.__exit__(None, None, None)
+            self.status = None
+
+
+def _show(events: Iterator[Event], chat: _Chat | None = None, blind: _Blind | None = None) -> None:
     """Print a command's events as they come: notes as lines, a run's log through the live display, a chat's
     replies, and the outcome last, with what to do next; exits with the run's code. A Ctrl-C the command does
     not handle itself ends it, and it removes what it had created."""
@@ -135,10 +179,13 @@ def _show(events: Iterator[Event], chat: _Chat | None = None) -> None:
             if isinstance(event, Following):
                 display = Display(console(), event.run_id).__enter__()
             elif isinstance(event, Note):
-                (chat.notes if chat else console()).print(event.text, style="yellow" if event.warning else None)
+                notes = chat.notes if chat else blind.notes if blind else console()
+                notes.print(event.text, style="yellow" if event.warning else None)
             elif isinstance(event, Outcome):
                 _finish(event)
             elif isinstance(event, JobDone):
+                if blind:
+                    blind.done()
                 (_eval_summary if event.kind == c.ROLE_EVAL else _export_summary)(event)
             elif isinstance(event, TaskReady):
                 _task_ready(event)
@@ -150,6 +197,10 @@ def _show(events: Iterator[Event], chat: _Chat | None = None) -> None:
                 chat.ready(event)
             elif isinstance(event, Said) and chat:
                 chat.said(event)
+            elif isinstance(event, Progress) and blind:
+                blind.progress(event)
+            elif isinstance(event, Question) and blind:
+                blind.question(event)
     except KeyboardInterrupt:
         with uninterruptible():
             events.close()  # type: ignore[attr-defined]
@@ -157,6 +208,8 @@ def _show(events: Iterator[Event], chat: _Chat | None = None) -> None:
     finally:
         if display is not None:
             display.__exit__()
+        if blind is not None:
+            blind.done()
 
 
 def _task_ready(ready: TaskReady) -> None:
@@ -206,20 +259,45 @@ def _finish(outcome: Outcome) -> None:
 
 
 def _eval_summary(done: JobDone) -> None:
+    """The verdict first, then the numbers it stands on, you beside the tuned and base models."""
     from rich.table import Table
 
     report = done.report or {}
-    table = Table("model", "NLL per token", "95% interval", "perplexity", box=None)
-    for name in ("base", "tuned"):
-        nll = report["nll"][name]
-        table.add_row(name, f"{nll['nll']:.3f}", f"{nll['ci95'][0]:.3f} – {nll['ci95'][1]:.3f}", f"{nll['perplexity']:.1f}")
-    better = report["nll"]["improvement"]
-    table.add_row("improvement", f"{better['nll']:.3f}", f"{better['ci95'][0]:.3f} – {better['ci95'][1]:.3f}", "")
-    console().print(table)
     console().print(report["verdict"], style="bold")
+    if report.get("blind") and not report["blind"]["rounds"]:
+        console().print("no blind question: every held-out context was judged in an earlier test (or reads the same "
+                        "from both); prepare a larger held-out set (--heldout-share)", style="yellow")
+
+    def pct(score: dict | None) -> str:
+        if not score or score.get("share") is None:
+            return "–"
+        low, high = score["ci95"]
+        return f"{score['share']:.0%} ({low:.0%}–{high:.0%})"
+
+    def num(value: float | None, form: str = ".2f") -> str:
+        return "–" if value is None else format(value, form)
+
+    table = Table("", "you", "tuned", "base", box=None)
+    for name, r in ((report.get("blind") or {}).get("rounds") or {}).items():
+        cells = ["", pct(r), ""] if name == "you" else ["", pct(r), f"{1 - r['share']:.0%}" if r["trials"] else "–"]
+        table.add_row(f"blind: {'passed for you' if name == 'you' else 'sounded more like you'} "
+                      f"({r['hits']} of {r['trials']})", *cells)
+    scores = (report.get("authorship") or {}).get("scores") or {}
+    if scores:
+        table.add_row("attributed to you (95% interval)", pct(scores["yours"]), pct(scores["tuned"]), pct(scores["base"]))
+    failures = report["failures"]
+    table.add_row("never ends", "", num(failures["tuned"]["never_ends"], ".0%"), num(failures["base"]["never_ends"], ".0%"))
+    table.add_row("repeats a 4-gram", *(num(failures[w]["repeats_itself"], ".0%") for w in ("real", "tuned", "base")))
+    table.add_row("length distance to yours", "0", num(failures["tuned"]["length_distance"]),
+                  num(failures["base"]["length_distance"]))
+    if failures["memorization_checked"]:
+        table.add_row("recites a training reply", *(str(len(failures[w]["memorized"])) for w in ("real", "tuned", "base")))
+    nll = report["nll"]
+    table.add_row("held-out NLL per token", "", f"{nll['tuned']['nll']:.3f}", f"{nll['base']['nll']:.3f}")
+    console().print(table)
     console().print(f"report: {done.path / 'report.html'} (and report.json); recorded in {done.path.parent / 'manifest.json'}")
     console().print(f"next: `chatlike-runner chat {done.run_id}` talks with it; `chatlike-runner export {done.run_id}` "
-                  "makes a GGUF for llama.cpp and Ollama")
+                    "makes a GGUF for llama.cpp and Ollama")
 
 
 def _export_summary(done: JobDone) -> None:
@@ -231,6 +309,14 @@ def _export_summary(done: JobDone) -> None:
                   f"training's prompt on {checks['prompts']['equal']}/{checks['prompts']['compared']} held-out "
                   f"conversations; logits within {logits['max_abs_difference']:.2g} of the merged model's "
                   f"(top token the same on {logits['top1_agreement']:.0%})")
+    memorized = checks["memorized"]
+    if memorized["memorized"] is None:
+        console().print(f"memorization: not measured yet; `chatlike-runner eval {done.run_id}` counts the replies "
+                        "that recite your training chats, before you share this file", style="yellow")
+    else:
+        console().print(f"memorization: {memorized['memorized']} of {memorized['replies']} replies to held-out "
+                        f"contexts repeat a training reply of yours verbatim (eval of {memorized['at']})",
+                        style="yellow" if memorized["memorized"] else None)
     console().print(f"next: `cd {done.path} && ollama create {gguf.name.split('.')[0]} -f Modelfile`, "
                   f"or `llama-cli -m {gguf} -cnv`")
 
@@ -448,27 +534,66 @@ def rm(run: str, out: Path, force: bool, cache: bool, host: str | None) -> None:
 @out_option
 @click.option("--heldout", type=click.Path(dir_okay=False, path_type=Path),
               help="Held-out conversations (JSON Lines).  [default: the heldout.jsonl beside the run's dataset]")
-@click.option("--samples", default=20, show_default=True, help="Held-out conversations to reply to, side by side.")
+@click.option("--samples", default=20, show_default=True, help="Held-out contexts to reply to, tuned and base.")
 @click.option("--seed", default=0, show_default=True, help="Seed of the sampled replies and of the bootstrap.")
+@click.option("--blind", type=click.IntRange(min=1), is_flag=False, flag_value=20, metavar="[N]",
+              help="Then a blind test: N pairs of your reply and the tuned model's, which did you write?  [N: 20]")
+@click.option("--versus-base", is_flag=True, help="With --blind: a second round, tuned against base, which sounds more like you?")
 @click.option("--image", help="Image to evaluate in.  [default: the run's]")
 @host_option
 @click.option("--gpus", help="all, a count, device ids or none.  [default: the run's]")
 @click.option("--env", "env", multiple=True, metavar="NAME", help="Pass this variable from your shell, by name; repeatable.")
-@click.option("--force", is_flag=True, help="Replace an earlier eval of the run.")
-def evaluate(run: str, out: Path, heldout: Path | None, samples: int, seed: int, image: str | None, host: str | None,
-             gpus: str | None, env: tuple[str, ...], force: bool) -> None:
-    """Is RUN you? Its held-out loss against the base model's, replies side by side, style; writes
-    OUT/<run-id>/eval/report.html and report.json.
+@click.option("--force", is_flag=True, help="Replace an earlier eval of the run (earlier blind answers stay in the manifest).")
+def evaluate(run: str, out: Path, heldout: Path | None, samples: int, seed: int, blind: int | None, versus_base: bool,
+             image: str | None, host: str | None, gpus: str | None, env: tuple[str, ...], force: bool) -> None:
+    """Is RUN you? A blind test judged by you (--blind), a stylometric classifier's verdict, the failures people
+    hit (never ending, repeating, reciting your chats), held-out loss against the base model's, replies side by
+    side; writes OUT/<run-id>/eval/report.html and report.json (and blind.json).
+
+    Every reply is written before the first question. Piped, each question goes to stdout and each line of stdin
+    answers one: 1, 2 or s (skip); the answers' end ends the test, keeping what was answered.
 
     \b
     Examples:
       chatlike-runner eval 20261130-101500-3fa2
       chatlike-runner eval 20261130 --gpus all --samples 50
+      chatlike-runner eval 20261130 --blind --versus-base
     """
+    if versus_base and not blind:
+        raise click.UsageError("--versus-base is a round of the blind test: add --blind")
     from . import jobs  # eval, chat and export only: not loaded for the other commands
 
+    piped = not sys.stdin.isatty()
+    answers = (_piped_answers() if piped else _typed_answers()) if blind else None
     _show(jobs.evaluate(out, run, heldout=heldout, image=image, host=host, gpus=gpus, env=env, samples=samples,
-                        seed=seed, force=force))
+                        seed=seed, force=force, blind=blind or 0, versus_base=versus_base, answers=answers),
+          blind=_Blind(piped))
+
+
+ANSWERS = {"1": "1", "2": "2", "s": "s", "skip": "s"}
+
+
+def _piped_answers() -> Iterator[str]:
+    """A blind test's answers, one line of stdin each (a wrong one ends the command: nothing is published)."""
+    for number, line in enumerate(sys.stdin, 1):
+        answer = ANSWERS.get(line.strip().lower())
+        if answer is None:
+            raise ChatlikeError(f"line {number} of the answers is {line.strip()!r}: answer 1, 2 or s (skip), one a line")
+        yield answer
+
+
+def _typed_answers() -> Iterator[str]:
+    """A blind test's answers typed at the prompt; Ctrl-D or Ctrl-C there ends the test, keeping the answers."""
+    while True:
+        try:
+            answer = ANSWERS.get(input("which? [1/2/s] ").strip().lower())
+        except (EOFError, KeyboardInterrupt):
+            console().print()
+            return
+        if answer is None:
+            console().print("answer 1, 2 or s (skip); Ctrl-D ends the test", style="dim")
+            continue
+        yield answer
 
 
 @cli.command()

@@ -21,6 +21,8 @@ INPUT_SUMS = "SHA256SUMS"  # sha256 of every staged file, written last into the 
 RUN_INPUTS = "inputs"  # in a run's folder at home: its configs as staged, and their SHA256SUMS
 JOB_RUN_DIR = "run"  # a job's input volume: the run's published folder, and the held-out set
 JOB_HELDOUT = "data/heldout.jsonl"
+JOB_TRAINING = "data/training"  # the run's training data, for eval's authorship and memorization
+RUN_MANIFEST = "manifest.json"  # a published run's own record (the runner's; train-manifest.json is the trainer's)
 
 # Docker objects carry these labels so the runner finds its own and nothing else.
 LABEL_RUN = "org.chatlike.run"

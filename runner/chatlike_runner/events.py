@@ -70,6 +70,25 @@ class Said:
 
 
 @dataclass(frozen=True)
+class Progress:
+    """How far a job is, replacing the last such line."""
+
+    text: str
+
+
+@dataclass(frozen=True)
+class Question:
+    """A blind test's question: the conversation so far (its last messages), and two replies in random order."""
+
+    round: str  # you: yours or the tuned model's; base: tuned or base
+    number: int
+    of: int
+    ask: str
+    context: list[dict[str, str]]
+    replies: list[str]
+
+
+@dataclass(frozen=True)
 class Pushed:
     """The image is on the registry as `ref` (REGISTRY/NAME@sha256:…), the digest a launch names it by."""
 
@@ -89,4 +108,4 @@ class TaskReady:
     dry_run: bool
 
 
-Event = Note | Following | Log | Outcome | JobDone | ChatReady | Said | Pushed | TaskReady
+Event = Note | Following | Log | Outcome | JobDone | ChatReady | Said | Progress | Question | Pushed | TaskReady

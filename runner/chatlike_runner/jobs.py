@@ -7,6 +7,7 @@ whatever happens, Ctrl-C included; jobs work after `rm`, and on another engine.
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import json
 import os
 import time
@@ -18,7 +19,7 @@ from . import artifacts, preflight, stage
 from . import constants as c
 from .engine import Attached, Engine, Image, Run
 from .errors import ChatlikeError
-from .events import ChatReady, Event, Following, JobDone, Note, Said
+from .events import ChatReady, Event, Following, JobDone, Note, Progress, Question, Said
 from .flags import parse_env_names, parse_gpus
 from .follow import CtrlC, follow, uninterruptible
 from .plan import JobPlan, container_options
@@ -59,11 +60,35 @@ def heldout_of(manifest: dict[str, Any], heldout: Path | None, required: bool) -
     return heldout
 
 
-def plan_job(kind: str, out_dir: Path, ref: str, *, heldout: Path | None, image: str | None, host: str | None,
-             gpus: str | None, env: tuple[str, ...], options: tuple[str, ...], interactive: bool = False) -> JobPlan:
-    """A job on run `ref`, with the run's own image and GPUs unless told otherwise. The held-out set is needed
-    by eval; chat reads training's system prompt from it when there is one."""
-    run_dir, manifest = published_run(out_dir, ref)
+def training_of(manifest: dict[str, Any]) -> tuple[tuple[Path, ...], str | None]:
+    """The run's training data (files or folders), where it trained on it from, unchanged; else nothing, and why
+    (a note)."""
+    data = [Path(p) for p in (manifest.get("flags") or {}).get("data") or []]
+    recorded = set((manifest.get("dataset_sha256") or {}).values())
+    if not data:
+        return (), "the run's manifest names no training data"
+    for path in data:
+        if not path.exists():
+            return (), f"the run's training data {path} is not there any more"
+        for file in sorted(path.rglob("*")) if path.is_dir() else [path]:
+            if file.is_file() and recorded and _sha256(file) not in recorded:
+                return (), f"the run's training data {file} changed since the run"
+    return tuple(data), None
+
+
+def _sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with path.open("rb") as handle:
+        while chunk := handle.read(1 << 20):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def plan_job(kind: str, run_dir: Path, manifest: dict[str, Any], *, heldout: Path | None, image: str | None, host: str | None,
+             gpus: str | None, env: tuple[str, ...], options: tuple[str, ...], interactive: bool = False,
+             training: tuple[Path, ...] = ()) -> JobPlan:
+    """A job on the run published in `run_dir`, with the run's own image and GPUs unless told otherwise. The
+    held-out set is needed by eval; chat reads training's system prompt from it when there is one."""
     flags = manifest.get("flags") or {}
     found = heldout_of(manifest, heldout, required=kind != c.ROLE_CHAT)
     return JobPlan(
@@ -71,7 +96,7 @@ def plan_job(kind: str, out_dir: Path, ref: str, *, heldout: Path | None, image:
         image=image or flags.get("image") or c.DEFAULT_IMAGE, host=host, run_dir=run_dir, heldout=found,
         gpus=parse_gpus(gpus or flags.get("gpus") or "none"), env_names=parse_env_names(env, os.environ),
         options=(("--heldout", HELDOUT_IN) if found else ()) + options if kind == c.ROLE_CHAT else (HELDOUT_IN, *options),
-        interactive=interactive,
+        interactive=interactive, training=training,
     )
 
 
@@ -100,19 +125,24 @@ def _failure(engine: Engine, run: Run, plan: JobPlan, said: str = "") -> Chatlik
     return ChatlikeError(f"the {plan.kind} of run {plan.run_id} failed (exit {run.exit_code}): {reason}")
 
 
-def _published_job(plan: JobPlan, force: bool) -> Iterator[Event]:
-    """Run a job that writes a folder to its end, and publish that folder whole as OUT/<run-id>/<kind>/."""
+def _published_job(plan: JobPlan, force: bool, answers: Iterator[str] | None = None) -> Iterator[Event]:
+    """Run a job that writes a folder to its end, and publish that folder whole as OUT/<run-id>/<kind>/. An
+    interactive job (a blind eval) is attached instead of followed: its questions go out as events, and each
+    of `answers` goes back to it."""
     final = plan.run_dir / plan.kind
     if final.exists() and not force:
         raise ChatlikeError(f"{final} already exists; pass --force to replace it with a new {plan.kind}")
     notice = f"still cleaning up: the {plan.kind} is being removed"
     with job_container(plan) as (engine, image, run), CtrlC(notice) as ctrl_c:
-        engine.start(run)
-        yield Note(f"{plan.kind} of run {plan.run_id} started on {engine.url}")
-        yield Following(plan.job_id)
-        if (yield from follow(engine, run, redactor(plan.env_names), ctrl_c)):
-            yield Note(f"stopping the {plan.kind}…", warning=True)
-            raise ChatlikeError(f"{plan.kind} interrupted; nothing was written", c.INTERRUPTED_EXIT)
+        if plan.interactive:
+            yield from _questions(engine, run, plan, answers or iter(()))
+        else:
+            engine.start(run)
+            yield Note(f"{plan.kind} of run {plan.run_id} started on {engine.url}")
+            yield Following(plan.job_id)
+            if (yield from follow(engine, run, redactor(plan.env_names), ctrl_c)):
+                yield Note(f"stopping the {plan.kind}…", warning=True)
+                raise ChatlikeError(f"{plan.kind} interrupted; nothing was written", c.INTERRUPTED_EXIT)
         run = engine.refresh(run)
         if run.status != "succeeded":
             raise _failure(engine, run, plan)
@@ -121,18 +151,60 @@ def _published_job(plan: JobPlan, force: bool) -> Iterator[Event]:
     yield JobDone(plan.run_id, plan.kind, final, image.id)
 
 
+def _questions(engine: Engine, run: Run, plan: JobPlan, answers: Iterator[str]) -> Iterator[Event]:
+    """An attached eval: its progress as it scores and replies, then each question, answered from `answers`
+    (their end ends the test: what was answered is kept); returns when the job has ended."""
+    attached = engine.attach(run)
+    try:
+        engine.start(run)
+        yield Note(f"{plan.kind} of run {plan.run_id} started on {engine.url}: it scores and writes every reply "
+                   "first, then asks")
+        replies = _Replies(attached)
+        for event in replies:
+            if "progress" in event:
+                yield Progress(event["progress"])
+            elif "question" in event:
+                yield Question(**event["question"])
+                answer = next(answers, None)
+                if answer is None:
+                    attached.close_input()
+                else:
+                    attached.send(answer.encode("utf-8") + b"\n")
+            elif "done" in event:
+                break
+        attached.close_input()
+    finally:
+        attached.close()
+    engine.wait(run)
+
+
 def evaluate(out_dir: Path, ref: str, *, heldout: Path | None, image: str | None, host: str | None, gpus: str | None,
-             env: tuple[str, ...], samples: int, seed: int, force: bool) -> Iterator[Event]:
-    """`eval`: the job, its report published into OUT/<run-id>/eval/, and its verdict in the run's manifest."""
-    plan = plan_job(c.ROLE_EVAL, out_dir, ref, heldout=heldout, image=image, host=host, gpus=gpus, env=env,
-                    options=(c.OUTPUT_DIR, "--samples", str(samples), "--seed", str(seed)))
-    for event in _published_job(plan, force):
+             env: tuple[str, ...], samples: int, seed: int, force: bool, blind: int = 0, versus_base: bool = False,
+             answers: Iterator[str] | None = None) -> Iterator[Event]:
+    """`eval`: the job, its report published into OUT/<run-id>/eval/, and its verdict in the run's manifest.
+    With `blind`, that many blind questions a round, answered from `answers` (1, 2 or s each)."""
+    run_dir, manifest = published_run(out_dir, ref)
+    training, missing = training_of(manifest)
+    options = (c.OUTPUT_DIR, "--samples", str(samples), "--seed", str(seed))
+    options += ("--training", f"{c.INPUT_DIR}/{c.JOB_TRAINING}") if training else ()
+    options += (("--blind", str(blind)) + (("--versus-base",) if versus_base else ())) if blind else ()
+    plan = plan_job(c.ROLE_EVAL, run_dir, manifest, heldout=heldout, image=image, host=host, gpus=gpus, env=env,
+                    options=options, interactive=bool(blind), training=training)
+    if missing:
+        yield Note(f"{missing}: authorship and memorization are not measured (they learn from and compare with it)",
+                   warning=True)
+    for event in _published_job(plan, force, answers):
         if isinstance(event, JobDone):
             report = json.loads((event.path / "report.json").read_text(encoding="utf-8"))
+            failures = report["failures"]
             artifacts.record(plan.run_dir, "evals", {
                 "at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()), "path": f"{plan.kind}/report.json",
                 "verdict": report["verdict"], "nll": report["nll"], "heldout": report["heldout"]["sha256"],
                 "image_id": event.image_id,
+                "authorship": {name: score["share"] for name, score in
+                               ((report.get("authorship") or {}).get("scores") or {}).items()},
+                "memorized": len(failures["tuned"]["memorized"]) if failures["memorization_checked"] else None,
+                "replies": failures["tuned"]["replies"], "blind": report.get("blind"),
             })
             event = JobDone(event.run_id, event.kind, event.path, event.image_id, report)
         yield event
@@ -140,9 +212,12 @@ def evaluate(out_dir: Path, ref: str, *, heldout: Path | None, image: str | None
 
 def export(out_dir: Path, ref: str, *, quant: str, name: str, heldout: Path | None, image: str | None,
            host: str | None, gpus: str | None, env: tuple[str, ...], force: bool) -> Iterator[Event]:
-    """`export`: the GGUF, its Modelfile and llama.cpp's checks published into OUT/<run-id>/export/."""
-    plan = plan_job(c.ROLE_EXPORT, out_dir, ref, heldout=heldout, image=image, host=host, gpus=gpus, env=env,
+    """`export`: the GGUF, its Modelfile and llama.cpp's checks published into OUT/<run-id>/export/; the event
+    also carries the run's latest eval's count of memorized replies (`memorized`: None when never evaluated)."""
+    run_dir, manifest = published_run(out_dir, ref)
+    plan = plan_job(c.ROLE_EXPORT, run_dir, manifest, heldout=heldout, image=image, host=host, gpus=gpus, env=env,
                     options=(c.OUTPUT_DIR, "--gguf", quant, "--name", name))
+    latest = (manifest.get("evals") or [{}])[-1]
     for event in _published_job(plan, force):
         if isinstance(event, JobDone):
             checks = json.loads((event.path / "check.json").read_text(encoding="utf-8"))
@@ -150,7 +225,8 @@ def export(out_dir: Path, ref: str, *, quant: str, name: str, heldout: Path | No
                 "at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()), "path": f"{plan.kind}/{name}.{quant}.gguf",
                 "gguf": quant, "prompts": checks["prompts"], "logits": checks["logits"], "image_id": event.image_id,
             })
-            event = JobDone(event.run_id, event.kind, event.path, event.image_id, checks)
+            memorized = {key: latest.get(key) for key in ("memorized", "replies", "at")}
+            event = JobDone(event.run_id, event.kind, event.path, event.image_id, {**checks, "memorized": memorized})
         yield event
 
 
@@ -158,7 +234,7 @@ def chat(out_dir: Path, ref: str, turns: Iterable[str], *, heldout: Path | None,
          gpus: str | None, env: tuple[str, ...], options: tuple[str, ...]) -> Iterator[Event]:
     """`chat`: the model in a container, attached; each of `turns` (read only when the model is ready for it)
     goes to it, and its replies come back as they are generated."""
-    plan = plan_job(c.ROLE_CHAT, out_dir, ref, heldout=heldout, image=image, host=host, gpus=gpus, env=env,
+    plan = plan_job(c.ROLE_CHAT, *published_run(out_dir, ref), heldout=heldout, image=image, host=host, gpus=gpus, env=env,
                     options=options, interactive=True)
     with job_container(plan) as (engine, _, run):
         attached = engine.attach(run)

@@ -148,6 +148,7 @@ class JobPlan(_Container):
     gpus: GpuRequest
     env_names: tuple[str, ...]
     options: tuple[str, ...] = ()  # the command's arguments after the run's folder
+    training: tuple[Path, ...] = ()  # eval: the run's training data, as it trained on it
     interactive: bool = False
     shm_size: int | None = None
     memory: int | None = None

@@ -108,14 +108,20 @@ def input_archive(plan: RunPlan, digests: dict[str, str]) -> Iterator[bytes]:
 
 def job_archive(plan: JobPlan, digests: dict[str, str]) -> Iterator[bytes]:
     """A job's input volume: the run's published folder without its checkpoints and earlier jobs' folders
-    (the adapter, configs, tokenizer, logs and manifest are what a job reads), and the held-out set."""
+    (the adapter, configs, tokenizer, logs and manifest are what a job reads), the held-out set, and for eval
+    the run's training data."""
     yield _header(c.JOB_RUN_DIR, directory=True)
     for child in sorted(plan.run_dir.iterdir()):
         if not (child.name.startswith((".", "checkpoint-")) or child.name in (*c.JOB_KINDS, c.RUN_INPUTS)):
             yield from _tree(f"{c.JOB_RUN_DIR}/{child.name}", child, digests)
-    if plan.heldout is not None:
+    if plan.heldout is not None or plan.training:
         yield _header(c.JOB_HELDOUT.split("/")[0], directory=True)
+    if plan.heldout is not None:
         yield from _file(c.JOB_HELDOUT, plan.heldout, digests)
+    if plan.training:
+        yield _header(c.JOB_TRAINING, directory=True)
+        for number, path in enumerate(plan.training):
+            yield from _tree(f"{c.JOB_TRAINING}/{number}-{path.name}", path, digests)
     yield from _sums(digests)
 
 

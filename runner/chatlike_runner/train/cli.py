@@ -163,27 +163,63 @@ def check_driver() -> None:
 @click.argument("run_dir", metavar="RUN_DIR", type=click.Path(path_type=Path, file_okay=False))
 @click.argument("heldout", metavar="HELDOUT", type=click.Path(path_type=Path, dir_okay=False))
 @click.argument("out_dir", metavar="OUT_DIR", type=click.Path(path_type=Path, file_okay=False))
-@click.option("--samples", default=20, show_default=True, help="Held-out conversations to reply to side by side.")
+@click.option("--training", type=click.Path(path_type=Path, file_okay=False),
+              help="The run's training data (*.jsonl): the authorship classifier learns from it, and replies that "
+                   "recite it are counted.")
+@click.option("--run-id", help="The run's id, for the report.  [default: RUN_DIR's manifest's]")
+@click.option("--samples", default=20, show_default=True, help="Held-out contexts to reply to, tuned and base.")
 @click.option("--seed", default=0, show_default=True, help="Seed of the bootstrap and of the sampled replies.")
 @click.option("--max-new-tokens", default=128, show_default=True, help="Longest reply generated.")
 @click.option("--base-model", help="Load this base model instead of the run's (a local copy of the same one).")
-def evaluate(run_dir: Path, heldout: Path, out_dir: Path, samples: int, seed: int, max_new_tokens: int,
-             base_model: str | None) -> None:
+@click.option("--blind", default=0, show_default=True, type=click.IntRange(min=0),
+              help="Then ask this many blind questions a round (JSON events out, an answer a line in).")
+@click.option("--versus-base", is_flag=True, help="With --blind: a second round, tuned against base.")
+@click.option("--blind-seed", type=int, help="Seed of the blind test's draw.  [default: a fresh one]")
+def evaluate(run_dir: Path, heldout: Path, out_dir: Path, training: Path | None, run_id: str | None, samples: int,
+             seed: int, max_new_tokens: int, base_model: str | None, blind: int, versus_base: bool,
+             blind_seed: int | None) -> None:
     """Score HELDOUT with the run in RUN_DIR (its outputs: adapter, train-config.yml, logs) and with its base
-    model; write report.json and report.html to OUT_DIR."""
+    model; write report.json and report.html to OUT_DIR (and blind.json after a blind test)."""
+    import secrets
+
+    from . import blind as test
     from .evaluate import evaluate as run
-    from .report import html
+    from .report import html, verdict
     from .tuned import load
     from .validate import quiet
 
+    def emit(event: dict) -> None:
+        sys.stdout.write(json.dumps(event, ensure_ascii=False) + "\n")
+        sys.stdout.flush()
+
+    def say(line: str) -> None:
+        emit({"progress": line}) if blind else click.echo(f"chatlike-train: {line}")
+
+    try:
+        recorded = json.loads((run_dir / c.RUN_MANIFEST).read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        recorded = {}
+    judged = {i for entry in recorded.get("evals") or [] for i in (entry.get("blind") or {}).get("judged", [])}
     with quiet():
         tuned = load(run_dir, base_model)
-    report = run(tuned, run_dir, heldout, samples=samples, seed=seed, max_new_tokens=max_new_tokens,
-                 say=lambda line: click.echo(f"chatlike-train: {line}"))
+    wanted = blind * (2 if versus_base else 1) + len(judged) if blind else 0
+    report = {"run_id": run_id or recorded.get("run_id") or run_dir.name, **run(
+        tuned, run_dir, heldout, training=training, samples=samples, seed=seed, max_new_tokens=max_new_tokens,
+        say=say, replies_wanted=wanted)}
+    if blind:
+        draw = secrets.randbelow(2**32) if blind_seed is None else blind_seed
+        asked = test.questions(report["side_by_side"], judged, blind, versus_base, draw)
+        say(f"replies ready: {len(asked)} blind questions")
+        answered = test.ask(asked, (line for line in sys.stdin), emit)
+        report["blind"] = test.result(asked, answered, draw, len(judged))
+    report["verdict"] = verdict(report)
     out_dir.mkdir(parents=True, exist_ok=True)
+    if blind:
+        (out_dir / "blind.json").write_text(json.dumps(report["blind"], indent=2, ensure_ascii=False) + "\n",
+                                            encoding="utf-8")
     (out_dir / "report.json").write_text(json.dumps(report, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
-    (out_dir / "report.html").write_text(html(run_dir.name, report), encoding="utf-8")
-    click.echo(f"chatlike-train: {report['verdict']}")
+    (out_dir / "report.html").write_text(html(report), encoding="utf-8")
+    emit({"done": report["verdict"]}) if blind else click.echo(f"chatlike-train: {report['verdict']}")
 
 
 @main.command()

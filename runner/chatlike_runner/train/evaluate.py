@@ -1,4 +1,5 @@
-"""chatlike-train eval: is the tuned model you? Held-out loss of base and tuned, replies side by side, style.
+"""chatlike-train eval: is the tuned model you? Held-out loss of base and tuned, replies to held-out contexts side
+by side, authorship (`authorship`), the failures people hit (`failures`) and style.
 
 One model load: the tuned model scores and replies; the same model with its adapter switched off is the base.
 """
@@ -15,12 +16,14 @@ from pathlib import Path
 from typing import Any
 
 from ..progress import loss_curve
+from .authorship import YOU, authorship, messages_by
 from .errors import TrainError
+from .failures import SCRIPTS, failures
 from .tuned import Tuned, tokenized
 
 BOOTSTRAP = 1000
 _EMOJI = r"[\U0001F000-\U0001FAFF\u2600-\u27BF\u2B00-\u2BFF\uFE0F]"
-_SCRIPTS = {"latin": r"[A-Za-z\u00C0-\u024F]", "cyrillic": r"[\u0400-\u04FF]"}
+_SCRIPTS = {name: SCRIPTS[name] for name in ("latin", "cyrillic")}
 
 
 def _now(number: int, total: int) -> bool:
@@ -109,8 +112,9 @@ def bootstrap(scored: list[dict], seed: int, rounds: int = BOOTSTRAP) -> dict[st
 
 
 def generate(tuned: Tuned, messages: list[dict[str, str]], seed: int, max_new_tokens: int,
-             temperature: float = 0.7) -> str:
-    """A reply of the model (as it is: adapter on or off) to `messages`, sampled with a fixed seed."""
+             temperature: float = 0.7) -> tuple[str, bool]:
+    """A reply of the model (as it is: adapter on or off) to `messages`, sampled with a fixed seed, and whether
+    it ended by itself (an end-of-turn token) rather than at `max_new_tokens`."""
     import torch
 
     prompt = torch.tensor([tuned.prompt(messages)], device=tuned.device)
@@ -119,30 +123,55 @@ def generate(tuned: Tuned, messages: list[dict[str, str]], seed: int, max_new_to
         out = tuned.model.generate(input_ids=prompt, attention_mask=torch.ones_like(prompt), do_sample=True,
                                    temperature=temperature, top_p=0.9, max_new_tokens=max_new_tokens,
                                    eos_token_id=tuned.stop_ids, pad_token_id=tuned.tokenizer.pad_token_id)
-    return tuned.tokenizer.decode(out[0, prompt.shape[1]:], skip_special_tokens=True).strip()
+    new = out[0, prompt.shape[1]:].tolist()
+    ended = bool(new) and new[-1] in tuned.stop_ids
+    return tuned.tokenizer.decode(new, skip_special_tokens=True).strip(), ended
 
 
-def side_by_side(tuned: Tuned, rows: list[dict], count: int, seed: int, max_new_tokens: int,
-                 say: Callable[[str], None]) -> list[dict]:
-    """For the first `count` held-out conversations: the context, your real last reply, and the tuned and the
-    base model's replies to the same context with the same seed."""
-    chosen = []
+def contexts(rows: list[dict]) -> list[dict]:
+    """One per held-out conversation with a reply of yours after something else: the conversation before your
+    last reply, and that reply, with the context's id (the same context has the same id in every eval)."""
+    found = []
     for row in rows:
         messages = row.get("messages") or []
         last = max((i for i, m in enumerate(messages) if m.get("role") == "assistant"), default=None)
         if last:
-            chosen.append((messages[:last], messages[last]["content"]))
-        if len(chosen) == count:
-            break
+            context, real = messages[:last], messages[last]["content"]
+            digest = hashlib.sha256(json.dumps(context, sort_keys=True).encode()).hexdigest()[:16]
+            found.append({"id": digest, "context": context, "real": real})
+    return found
+
+
+def side_by_side(tuned: Tuned, items: list[dict], seed: int, max_new_tokens: int,
+                 say: Callable[[str], None]) -> list[dict]:
+    """For each held-out context: your real reply, and the tuned and the base model's replies to the same
+    context with the same seed (and whether each ended by itself)."""
     pairs = []
-    for number, (context, real) in enumerate(chosen, 1):
-        reply = generate(tuned, context, seed + number, max_new_tokens)
+    for number, item in enumerate(items, 1):
+        reply, reply_ended = generate(tuned, item["context"], seed + number, max_new_tokens)
         with tuned.model.disable_adapter():
-            base = generate(tuned, context, seed + number, max_new_tokens)
-        pairs.append({"context": context, "real": real, "tuned": reply, "base": base})
-        if _now(number, len(chosen)):
-            say(f"replying {number}/{len(chosen)} side by side")
+            base, base_ended = generate(tuned, item["context"], seed + number, max_new_tokens)
+        pairs.append({**item, "tuned": reply, "base": base, "tuned_ended": reply_ended, "base_ended": base_ended})
+        if _now(number, len(items)):
+            say(f"replying {number}/{len(items)} to held-out contexts, tuned and base")
     return pairs
+
+
+def read_training(folder: Path | None) -> list[dict] | None:
+    """The run's training conversations (every *.jsonl and *.json file of JSON lines under `folder`), or None when
+    there is no folder."""
+    if folder is None or not folder.is_dir():
+        return None
+    rows = []
+    for path in sorted(p for p in folder.rglob("*") if p.suffix in (".jsonl", ".json") and p.is_file()):
+        for line in path.read_text(encoding="utf-8", errors="replace").splitlines():
+            try:
+                row = json.loads(line)
+            except ValueError:
+                continue  # validate refused such lines before training: none was trained on
+            if isinstance(row, dict):
+                rows.append(row)
+    return rows
 
 
 def style(texts: Sequence[str]) -> dict[str, float | None]:
@@ -163,9 +192,10 @@ def style(texts: Sequence[str]) -> dict[str, float | None]:
     }
 
 
-def evaluate(tuned: Tuned, run_dir: Path, heldout: Path, *, samples: int, seed: int, max_new_tokens: int,
-             say: Callable[[str], None]) -> dict[str, Any]:
-    """The whole report, as report.json holds it."""
+def evaluate(tuned: Tuned, run_dir: Path, heldout: Path, *, training: Path | None, samples: int, seed: int,
+             max_new_tokens: int, say: Callable[[str], None], replies_wanted: int = 0) -> dict[str, Any]:
+    """The whole report, as report.json holds it (without its verdict: `report.verdict` writes it). Replies to
+    `samples` held-out contexts, or `replies_wanted` when more (a blind test's pairs)."""
     rows = read_heldout(heldout)
     kept, too_long = tokenized(tuned.cfg, tuned.tokenizer, rows)
     if not kept:
@@ -173,20 +203,23 @@ def evaluate(tuned: Tuned, run_dir: Path, heldout: Path, *, samples: int, seed: 
                          "with a reply of yours in it: nothing to score")
     scored = score(tuned, kept, say)
     nll = bootstrap(scored, seed)
-    pairs = side_by_side(tuned, rows, samples, seed, max_new_tokens, say)
-    reply_count = sum(len(s["replies"]) for s in scored)
+    pairs = side_by_side(tuned, contexts(rows)[:max(samples, replies_wanted)], seed, max_new_tokens, say)
+    train_rows = read_training(training)
+    yours = None if train_rows is None else [text for texts in messages_by(train_rows, YOU) for text in texts]
+    replies = {name: [p[name] for p in pairs] for name in ("tuned", "base")}
     return {
-        "verdict": (f"tuned NLL {nll['tuned']['nll']:.2f} vs base {nll['base']['nll']:.2f} "
-                    f"on {reply_count} held-out replies"),
         "heldout": {"path": str(heldout), "sha256": hashlib.sha256(heldout.read_bytes()).hexdigest(),
-                    "conversations": len(rows), "scored": len(kept), "too_long": too_long, "replies": reply_count,
-                    "tokens": sum(s["tokens"] for s in scored)},
+                    "conversations": len(rows), "scored": len(kept), "too_long": too_long,
+                    "replies": sum(len(s["replies"]) for s in scored), "tokens": sum(s["tokens"] for s in scored)},
         "nll": nll,
         "conversations": scored,
         "side_by_side": pairs,
+        "authorship": authorship(train_rows, rows, replies, seed) if train_rows is not None else None,
+        "failures": failures(pairs, yours),
         "style": {name: style([p[name] for p in pairs]) for name in ("real", "tuned", "base")},
         "training_curve": loss_curve(run_dir / "logs" / "train.log", int(tuned.cfg.logging_steps or 1)),
-        "settings": {"samples": samples, "seed": seed, "max_new_tokens": max_new_tokens, "temperature": 0.7,
+        "settings": {"samples": len(pairs), "seed": seed, "max_new_tokens": max_new_tokens, "temperature": 0.7,
                      "top_p": 0.9, "bootstrap": BOOTSTRAP, "device": tuned.device, "base_model": tuned.cfg.base_model,
-                     "load_in_4bit": bool(tuned.cfg.load_in_4bit and tuned.device == "cuda")},
+                     "load_in_4bit": bool(tuned.cfg.load_in_4bit and tuned.device == "cuda"),
+                     "training_conversations": None if train_rows is None else len(train_rows)},
     }

@@ -8,28 +8,76 @@ from typing import Any
 from jinja2 import Environment
 from markupsafe import Markup
 
+from .failures import VERBATIM_WORDS
+
 WIDTH, HEIGHT, PAD = 560, 260, 44
-COLORS = {"base": "#9aa5b1", "tuned": "#2f6fde", "loss": "#2f6fde", "eval_loss": "#e0823d"}
+COLORS = {"base": "#9aa5b1", "tuned": "#2f6fde", "loss": "#2f6fde", "eval_loss": "#e0823d", "yours": "#2f9e59",
+          "theirs": "#c4c9cf"}
+AUTHORSHIP_LABELS = {"yours": "you (held-out)", "theirs": "others (held-out)", "tuned": "tuned", "base": "base"}
 
 PAGE = """<!doctype html>
-<html lang="en"><head><meta charset="utf-8"><title>chatlike eval {{ run_id }}</title>
+<html lang="en"><head><meta charset="utf-8"><title>chatlike eval {{ report.run_id }}</title>
 <style>
 body { font: 15px/1.45 system-ui, sans-serif; margin: 2em auto; max-width: 1000px; color: #1f2933; padding: 0 1em; }
 h1 { font-size: 1.5em; } h2 { font-size: 1.15em; margin-top: 2em; }
-.verdict { font-size: 1.2em; font-weight: 600; }
+.verdict { font-size: 1.1em; font-weight: 600; }
 .plots { display: flex; flex-wrap: wrap; gap: 1.5em; }
-figure { margin: 0; } figcaption { color: #52606d; font-size: .9em; }
+figure { margin: 0; } figcaption { color: #52606d; font-size: .9em; max-width: 560px; }
 table { border-collapse: collapse; width: 100%; } td, th { border-bottom: 1px solid #e4e7eb; padding: .35em .5em;
 text-align: left; vertical-align: top; white-space: pre-wrap; }
-th { background: #f5f7fa; } .who { color: #52606d; font-size: .85em; }
+th { background: #f5f7fa; } .who { color: #52606d; font-size: .85em; } .caveat { color: #9a4d00; }
 .real { background: #f0fff4; } .tuned { background: #eef4ff; } .base { background: #f5f7fa; }
 </style></head><body>
-<h1>Is it you? Evaluation of run {{ run_id }}</h1>
+<h1>Is it you? Evaluation of run {{ report.run_id }}</h1>
 <p class="verdict">{{ report.verdict }}</p>
+{% if report.blind %}<h2 id="blind">Blind test, judged by you (seed {{ report.blind.seed }})</h2>
+<table><tr><th>round</th><th>asked</th><th>answered</th><th>skipped</th><th>result</th><th>exact 95% interval</th>
+<th>p against a coin</th></tr>
+{% for name, r in report.blind.rounds.items() %}<tr><td>{{ round_labels[name] }}</td><td>{{ r.asked }}</td>
+<td>{{ r.answered }}</td><td>{{ r.skipped }}</td><td>{{ r.hits }} of {{ r.trials }}{% if r.share is not none %}
+({{ pct(r.share) }}){% endif %}</td><td>{% if r.ci95 %}{{ pct(r.ci95[0]) }} – {{ pct(r.ci95[1]) }}{% else %}–{% endif %}</td>
+<td>{{ fmt(r.p_value) }}</td></tr>{% endfor %}</table>
+<p>"You or the model": the model passes when you take its reply for yours. A model you cannot tell from yourself
+passes about half the time (50%, a coin); below that you can tell it apart, and the interval says by how much this
+many answers can tell. "Tuned or base": the share of pairs where the tuned model's reply sounded more like you.</p>
+<table><tr><th>round</th><th>reply 1</th><th>reply 2</th><th>you chose</th></tr>
+{% for a in report.blind.answers %}<tr><td>{{ a.round }}</td>{% for who in a.order %}<td class="{{ who }}">{{ a.replies[loop.index0] }}
+<div class="who">{{ "you" if who == "real" else who }}</div></td>{% endfor %}<td>{{ "skipped" if a.chose == "skip" else ("you" if a.chose == "real" else a.chose) }}</td></tr>{% endfor %}</table>{% endif %}
+<h2 id="authorship">Authorship: would a stylometric classifier take it for you?</h2>
+{% if report.authorship and report.authorship.scores %}<div class="plots"><figure id="authorship-plot">{{ authorship_svg }}
+<figcaption>Share of each kind of text the classifier attributes to you, with 95% bootstrap intervals over
+conversations. It learnt from the training split only ({{ report.authorship.training.yours }} messages of yours,
+{{ report.authorship.training.theirs }} of the others): your held-out replies are the ceiling, the others' held-out
+messages the floor; a model that writes like you lands near the ceiling.</figcaption></figure></div>
+{% elif report.authorship is none %}<p class="caveat">Not measured: the run's training data was not available to this
+eval (moved or changed since the run).</p>{% endif %}
+{% for caveat in (report.authorship.caveats if report.authorship else []) %}<p class="caveat">{{ caveat }}</p>{% endfor %}
+<h2 id="failures">The failures people hit ({{ report.failures.real.replies }} held-out contexts)</h2>
+<table><tr><th></th><th>you</th><th>tuned</th><th>base</th></tr>
+{% for key, label in failure_rows %}<tr><td>{{ label }}</td>{% for who in ("real", "tuned", "base") %}
+<td>{{ fmt(report.failures[who].get(key)) }}</td>{% endfor %}</tr>{% endfor %}
+{% if report.failures.memorization_checked %}<tr><td>replies repeating a training reply of yours ({{ verbatim }}+ words
+verbatim)</td>{% for who in ("real", "tuned", "base") %}<td>{{ report.failures[who].memorized|length }}</td>{% endfor %}</tr>{% endif %}</table>
+<p>Never ends: the reply ran to the token limit without an end-of-turn token (an exported model that does this
+talks on forever). Distinct-2: distinct word pairs over all word pairs (low: the same phrases again and again).
+Repeats itself: a word 4-gram twice in one reply. Another script: most letters in another script than your reply
+to the same context (the language itself is not detected). Length distance: the Kolmogorov–Smirnov statistic
+between the reply lengths and yours (0 alike, 1 no overlap).</p>
+{% if report.failures.memorization_checked %}<h3 id="memorized">Memorization</h3>
+{% if report.failures.tuned.memorized %}<p class="caveat">These tuned replies recite a training reply of yours word for
+word. These are private chats: a model that does this leaks them to whoever talks with it.</p>
+<table><tr><th>tuned reply</th><th>the words it shares</th><th>training reply of yours</th></tr>
+{% for m in report.failures.tuned.memorized %}<tr><td class="tuned">{{ m.reply }}</td><td>{{ m.span }} ({{ m.words }} words)</td>
+<td class="real">{{ m.training_reply }}</td></tr>{% endfor %}</table>{% else %}<p>No tuned reply repeats
+{{ verbatim }} or more words of a training reply of yours.</p>{% endif %}
+<p>For reference: {{ report.failures.real.memorized|length }} of your own {{ report.failures.real.replies }} held-out
+replies share {{ verbatim }}+ words with a training reply (how much you repeat yourself).</p>{% endif %}
+<h2>Held-out loss</h2>
 <p>Held-out: {{ report.heldout.scored }} of {{ report.heldout.conversations }} conversations scored
 ({{ report.heldout.too_long }} longer than sequence_len), {{ report.heldout.replies }} replies of yours,
 {{ report.heldout.tokens }} tokens, tokenized exactly as training tokenized them. Lower is better: the tuned
-model's negative log-likelihood of your real replies, per token, against the base model's.</p>
+model's negative log-likelihood of your real replies, per token, against the base model's. Loss is a weak proxy
+for "sounds like you": it can rise while replies get better.</p>
 <div class="plots">
 <figure id="nll-plot">{{ nll_svg }}<figcaption>Mean NLL per token of your held-out replies, with 95% bootstrap
 intervals over conversations. Improvement {{ "%.3f"|format(report.nll.improvement.nll) }}
@@ -41,16 +89,20 @@ step, from the run's log.</figcaption></figure>
 <table><tr><th></th>{% for name in style_names %}<th>{{ "you" if name == "real" else name }}</th>{% endfor %}</tr>
 {% for key, label in style_rows %}<tr><td>{{ label }}</td>{% for name in style_names %}
 <td>{{ fmt(report.style[name][key]) }}</td>{% endfor %}</tr>{% endfor %}</table>
-<h2>Side by side ({{ report.side_by_side|length }} held-out conversations, seed {{ report.settings.seed }})</h2>
+<h2>Side by side ({{ side|length }} held-out contexts{% if report.blind %} not in the blind test{% endif %}, seed {{ report.settings.seed }})</h2>
 <table><tr><th>context</th><th>you</th><th>tuned</th><th>base</th></tr>
-{% for pair in report.side_by_side %}<tr><td>{% for m in pair.context[-4:] %}<div><span class="who">{{ m.role }}:</span>
-{{ m.content }}</div>{% endfor %}</td><td class="real">{{ pair.real }}</td><td class="tuned">{{ pair.tuned }}</td>
-<td class="base">{{ pair.base }}</td></tr>{% endfor %}</table>
+{% for pair in side %}<tr><td>{% for m in pair.context[-4:] %}<div><span class="who">{{ m.role }}:</span>
+{{ m.content }}</div>{% endfor %}</td><td class="real">{{ pair.real }}</td><td class="tuned">{{ pair.tuned }}{% if not pair.tuned_ended %}
+<div class="who">(cut at the token limit)</div>{% endif %}</td><td class="base">{{ pair.base }}</td></tr>{% endfor %}</table>
 <h2>Settings</h2><p>{% for key, value in report.settings.items() %}{{ key }}: {{ value }}{% if not loop.last %};
 {% endif %}{% endfor %}</p>
 </body></html>
 """
 
+FAILURE_ROWS = [("never_ends", "never ends (cut at the token limit)"), ("distinct_2", "distinct-2"),
+                ("repeats_itself", "repeats itself (a 4-gram twice)"), ("other_script", "another script than yours"),
+                ("length_median", "length, median (characters)"), ("length_distance", "length distance to yours")]
+ROUND_LABELS = {"you": "you or the model: it passed for you", "base": "tuned or base: tuned sounded more like you"}
 STYLE_ROWS = [("replies", "replies"), ("chars_mean", "length, mean (characters)"),
               ("chars_median", "length, median"), ("emoji_rate", "replies with an emoji"),
               ("question_rate", "replies with a question"), ("script_latin", "letters: Latin"),
@@ -89,23 +141,37 @@ def _svg(parts: Sequence[str], label: str) -> Markup:
                   f'aria-label="{label}" viewBox="0 0 {WIDTH} {HEIGHT}">{body}</svg>')
 
 
+def bar_chart(bars: Sequence[tuple[str, float, Sequence[float] | None, str]], y_label: str, label: str,
+              top: float | None = None) -> Markup:
+    """Bars (name, value, 95% interval or None, color), each with its interval drawn on it."""
+    top = top or max([high for *_, interval, _ in bars if interval for high in interval[1:]]
+                     + [value for _, value, _, _ in bars]) * 1.1 or 1.0
+    y = _scale(0.0, top, HEIGHT, flip=True)
+    parts = _axes("", y_label, 0.0, top)
+    slot = (WIDTH - 2 * PAD) / max(1, len(bars))
+    for i, (name, value, interval, color) in enumerate(bars):
+        x, mid = PAD + slot * i + slot * 0.25, PAD + slot * (i + 0.5)
+        parts += [f'<rect class="bar" x="{x:.1f}" y="{y(value):.1f}" width="{slot * 0.5:.1f}" '
+                  f'height="{HEIGHT - PAD - y(value):.1f}" fill="{color}"/>',
+                  f'<text x="{mid:.1f}" y="{HEIGHT - PAD + 16}" text-anchor="middle" font-size="12">{name} '
+                  f'{value:.3g}</text>']
+        if interval:
+            parts.append(f'<line x1="{mid:.1f}" y1="{y(interval[0]):.1f}" x2="{mid:.1f}" y2="{y(interval[1]):.1f}" '
+                         'stroke="#1f2933" stroke-width="2"/>')
+    return _svg(parts, label)
+
+
 def nll_chart(nll: Mapping[str, Any]) -> Markup:
     """Two bars, base and tuned, with their 95% intervals."""
-    names = ["base", "tuned"]
-    top = max(nll[n]["ci95"][1] for n in names) * 1.1 or 1.0
-    y = _scale(0.0, top, HEIGHT, flip=True)
-    parts = _axes("model", "NLL per token", 0.0, top)
-    slot = (WIDTH - 2 * PAD) / len(names)
-    for i, name in enumerate(names):
-        x, mid = PAD + slot * i + slot * 0.25, PAD + slot * (i + 0.5)
-        value, (low, high) = nll[name]["nll"], nll[name]["ci95"]
-        parts += [
-            f'<rect class="bar" x="{x:.1f}" y="{y(value):.1f}" width="{slot * 0.5:.1f}" '
-            f'height="{HEIGHT - PAD - y(value):.1f}" fill="{COLORS[name]}"/>',
-            f'<line x1="{mid:.1f}" y1="{y(low):.1f}" x2="{mid:.1f}" y2="{y(high):.1f}" stroke="#1f2933" stroke-width="2"/>',
-            f'<text x="{mid:.1f}" y="{HEIGHT - PAD + 16}" text-anchor="middle" font-size="12">{name} {value:.3f}</text>',
-        ]
-    return _svg(parts, "NLL per token, base and tuned")
+    return bar_chart([(name, nll[name]["nll"], nll[name]["ci95"], COLORS[name]) for name in ("base", "tuned")],
+                     "NLL per token", "NLL per token, base and tuned")
+
+
+def authorship_chart(scores: Mapping[str, Any]) -> Markup:
+    """The share attributed to you of each kind of text, with its 95% interval."""
+    bars = [(AUTHORSHIP_LABELS[name], scores[name]["share"], scores[name]["ci95"], COLORS[name])
+            for name in AUTHORSHIP_LABELS if scores.get(name, {}).get("share") is not None]
+    return bar_chart(bars, "share attributed to you", "share of each kind of text attributed to you", top=1.0)
 
 
 def curve_chart(points: Sequence[Mapping[str, float]]) -> Markup:
@@ -124,10 +190,82 @@ def curve_chart(points: Sequence[Mapping[str, float]]) -> Markup:
     return _svg(parts, "training loss against step")
 
 
-def html(run_id: str, report: Mapping[str, Any]) -> str:
+def html(report: Mapping[str, Any]) -> str:
+    """report.html for `report` (report.json's content, its verdict included)."""
     template = Environment(autoescape=True).from_string(PAGE)
     names = [name for name in ("real", "tuned", "base") if name in report["style"]]
-    return template.render(run_id=run_id, report=report, nll_svg=nll_chart(report["nll"]),
+    blind = {a["id"] for a in (report.get("blind") or {}).get("answers", [])}
+    scores = (report.get("authorship") or {}).get("scores")
+    return template.render(report=report, nll_svg=nll_chart(report["nll"]),
+                           authorship_svg=authorship_chart(scores) if scores else "",
                            curve_svg=curve_chart(report["training_curve"]),
                            has_eval=any("eval_loss" in p for p in report["training_curve"]),
-                           style_names=names, style_rows=STYLE_ROWS, fmt=_fmt)
+                           side=[p for p in report["side_by_side"] if p["id"] not in blind],
+                           style_names=names, style_rows=STYLE_ROWS, failure_rows=FAILURE_ROWS,
+                           round_labels=ROUND_LABELS, verbatim=VERBATIM_WORDS, fmt=_fmt, pct=_pct)
+
+
+def _pct(share: float) -> str:
+    return f"{100 * share:.0f}%"
+
+
+def _signals(report: Mapping[str, Any]) -> list[tuple[float, str, str]]:
+    """(how good on 0–1, 1 the ideal; a name; a phrase) for each signal the report measured."""
+    found = []
+    for name, r in ((report.get("blind") or {}).get("rounds") or {}).items():
+        if r["trials"]:
+            interval = f"exact 95% interval {_pct(r['ci95'][0])}–{_pct(r['ci95'][1])}"
+            if name == "you":
+                found.append((min(1.0, r["share"] / 0.5), "the blind test",
+                              f"passes for you in {r['hits']} of {r['trials']} blind pairs ({interval}; a coin: 50%)"))
+            else:
+                found.append((r["share"], "tuned against base",
+                              f"sounds more like you than the base in {r['hits']} of {r['trials']} pairs ({interval})"))
+    authorship = report.get("authorship") or {}
+    scores = authorship.get("scores") or {}
+    if authorship.get("recognises_you"):
+        tuned, base, yours = (scores[n]["share"] for n in ("tuned", "base", "yours"))
+        found.append((min(1.0, tuned / yours) if yours else 0.0, "authorship",
+                      f"{_pct(tuned)} of its replies are attributed to you (base {_pct(base)}, your own held-out "
+                      f"{_pct(yours)})"))
+    nll = report["nll"]
+    found.append((0.75 if nll["improvement"]["ci95"][0] > 0 else 0.25, "held-out loss",
+                  f"held-out loss {nll['tuned']['nll']:.2f} per token against the base's {nll['base']['nll']:.2f}"))
+    tuned = report["failures"]["tuned"]
+    if tuned.get("never_ends") is not None:
+        found.append((1 - tuned["never_ends"], "ending its replies",
+                      f"never stops in {_pct(tuned['never_ends'])} of replies"))
+    if tuned.get("repeats_itself") is not None:
+        found.append((1 - tuned["repeats_itself"], "repetition",
+                      f"repeats a 4-gram within {_pct(tuned['repeats_itself'])} of replies"))
+    if tuned.get("other_script") is not None:
+        found.append((1 - tuned["other_script"], "script", f"{_pct(tuned['other_script'])} of replies in another "
+                                                           "script than yours"))
+    if tuned.get("length_distance") is not None:
+        found.append((1 - tuned["length_distance"], "reply length",
+                      f"reply lengths {tuned['length_distance']:.2f} from yours (Kolmogorov–Smirnov)"))
+    if "memorized" in tuned:
+        count = len(tuned["memorized"])
+        found.append((1 - count / max(1, tuned["replies"]), "memorization",
+                      f"{count} of its {tuned['replies']} replies recite a training reply of yours verbatim" if count
+                      else "none of its replies recites a training reply of yours"))
+    return found
+
+
+def verdict(report: Mapping[str, Any]) -> str:
+    """One short paragraph: what was measured, then the strongest and the weakest signal, then what the numbers
+    are not worth (when the classifier cannot recognise you, or the training data was not there)."""
+    found = _signals(report)
+    lead = {"the blind test", "tuned against base", "authorship", "held-out loss", "ending its replies",
+            "memorization"}
+    best, worst = (pick(found, key=lambda signal: signal[0]) for pick in (max, min))  # ties: the first listed
+    shown = [phrase for _, name, phrase in found if name in lead or name == worst[1]]
+    text = f"Run {report['run_id']}: {'; '.join(shown)}. Strongest signal: {best[1]}; weakest: {worst[1]}."
+    authorship = report.get("authorship")
+    if authorship is None:
+        text += " Authorship and memorization were not measured: the run's training data was not available."
+    elif not authorship.get("recognises_you"):
+        text += " The authorship classifier cannot recognise you on held-out text, so it says nothing here."
+    elif authorship["caveats"]:
+        text += f" Caveat: {authorship['caveats'][0]}."
+    return text

@@ -255,3 +255,29 @@ def test_a_second_blind_test_never_shows_a_judged_context_again_and_a_bad_answer
     manifest = json.loads((project / "outputs" / run_id / "manifest.json").read_text())
     assert [entry["blind"]["seed"] for entry in manifest["evals"]] == [first["seed"], second["seed"]]
     assert leftovers() == []
+
+
+def test_a_blind_test_at_a_terminal_asks_again_on_a_wrong_answer_and_ctrl_d_keeps_what_was_answered(judged, leftovers):
+    pexpect = pytest.importorskip("pexpect")
+    project, run_id, *_ = judged
+    command = runner_cmd("eval", run_id, "--force", "--blind", "2")
+    child = pexpect.spawn(command[0], command[1:], cwd=str(project), env={**os.environ, "HOME": str(project)},
+                          encoding="utf-8", timeout=300)
+    try:
+        child.expect(r"\[you or the model 1/2\] Which one did you write\?")
+        child.expect(r"which\? \[1/2/s\] ")
+        child.sendline("maybe")
+        child.expect("answer 1, 2 or s")
+        child.expect(r"which\? \[1/2/s\] ")
+        child.sendline("2")
+        child.expect(r"\[you or the model 2/2\]")
+        child.expect(r"which\? \[1/2/s\] ")
+        child.sendcontrol("d")
+        child.expect("passes for you in [01] of 1 blind pairs")
+        child.expect(pexpect.EOF)
+    finally:
+        child.close()
+    assert child.exitstatus == 0, child.before
+    blind = json.loads((project / "outputs" / run_id / "eval" / "blind.json").read_text())
+    assert [a["answer"] for a in blind["answers"]] == ["2"] and blind["rounds"]["you"]["asked"] == 2
+    assert leftovers() == []

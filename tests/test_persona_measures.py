@@ -159,3 +159,10 @@ print(json.dumps({"verdict": report["verdict"], "html": html(report)}))
     assert "<title>chatlike eval 20261205-000000-abcd</title>" in page and "Evaluation of run 20261205-000000-abcd" in page
     assert "<script>" not in page and "&lt;script&gt;alert(1)&lt;/script&gt;" in page
     assert "(cut at the token limit)" in page and "Not measured: the run's training data" in page
+
+
+def test_the_blind_options_refuse_what_means_nothing(cli):
+    alone = cli("eval", "20261205", "--versus-base")
+    assert alone.returncode == 2 and "--versus-base is a round of the blind test: add --blind" in alone.stderr
+    zero = cli("eval", "20261205", "--blind", "0")
+    assert zero.returncode == 2 and "0 is not in the range x>=1" in zero.stderr

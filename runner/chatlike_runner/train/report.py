@@ -41,8 +41,8 @@ th { background: #f5f7fa; } .who { color: #52606d; font-size: .85em; } .caveat {
 passes about half the time (50%, a coin); below that you can tell it apart, and the interval says by how much this
 many answers can tell. "Tuned or base": the share of pairs where the tuned model's reply sounded more like you.</p>
 <table><tr><th>round</th><th>reply 1</th><th>reply 2</th><th>you chose</th></tr>
-{% for a in report.blind.answers %}<tr><td>{{ a.round }}</td>{% for who in a.order %}<td class="{{ who }}">{{ a.replies[loop.index0] }}
-<div class="who">{{ "you" if who == "real" else who }}</div></td>{% endfor %}<td>{{ "skipped" if a.chose == "skip" else ("you" if a.chose == "real" else a.chose) }}</td></tr>{% endfor %}</table>{% endif %}
+{% for a in report.blind.answers %}<tr><td>{{ "you or the model" if a.round == "you" else "tuned or base" }}</td>{% for who in a.order %}<td class="{{ who }}">{{ a.replies[loop.index0] }}
+<div class="who">{{ "you" if who == "real" else who }}</div></td>{% endfor %}<td>{{ "skipped" if a.chose == "skip" else ("yours" if a.chose == "real" else a.chose) }}</td></tr>{% endfor %}</table>{% endif %}
 <h2 id="authorship">Authorship: would a stylometric classifier take it for you?</h2>
 {% if report.authorship and report.authorship.scores %}<div class="plots"><figure id="authorship-plot">{{ authorship_svg }}
 <figcaption>Share of each kind of text the classifier attributes to you, with 95% bootstrap intervals over

@@ -257,7 +257,7 @@ def test_a_second_blind_test_never_shows_a_judged_context_again_and_a_bad_answer
     assert leftovers() == []
 
 
-def test_a_blind_test_at_a_terminal_asks_again_on_a_wrong_answer_and_ctrl_d_keeps_what_was_answered(judged, leftovers):
+def test_a_blind_test_at_a_terminal_asks_again_on_a_wrong_answer_and_ctrl_c_keeps_what_was_answered(judged, leftovers):
     pexpect = pytest.importorskip("pexpect")
     project, run_id, *_ = judged
     command = runner_cmd("eval", run_id, "--force", "--blind", "2")
@@ -272,7 +272,7 @@ def test_a_blind_test_at_a_terminal_asks_again_on_a_wrong_answer_and_ctrl_d_keep
         child.sendline("2")
         child.expect(r"\[you or the model 2/2\]")
         child.expect(r"which\? \[1/2/s\] ")
-        child.sendcontrol("d")
+        child.sendintr()
         child.expect("passes for you in [01] of 1 blind pairs")
         child.expect(pexpect.EOF)
     finally:

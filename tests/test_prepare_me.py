@@ -57,7 +57,7 @@ def test_name_fallback_warns_when_two_senders_share_the_name(tmp_path):
 def test_name_fallback_without_collision_does_not_warn(tmp_path):
     path = write(tmp_path, chat([them(0, "hey"), msg(MIN, text="yo", name="Robin")]))
     result = prepare(path, "-o", tmp_path / "out", "--me-name", "Robin")
-    assert result.exit_code == 0 and "warning" not in result.stderr
+    assert result.exit_code == 0 and "share the name" not in result.stderr, result.stderr
 
 
 def test_unknown_me_is_refused_with_the_senders(tmp_path):

@@ -37,3 +37,18 @@ def test_samples_of_one_conversation_stay_together():
 def test_rounding_half_up_per_chat():
     flags = list(heldout_flags([0] * 5 + [1], [0, 1, 2, 3, 4, 0], [0] * 6, share=10, days=None))
     assert flags == [False, False, False, False, True, False]
+
+
+def test_a_split_that_holds_nothing_out_says_so_in_one_line(tmp_path):
+    from prepare_fixtures.exports import prepare, write
+
+    small = write(tmp_path, full(_chat(3, 2002)))
+    result = prepare(small, "-o", tmp_path / "out")
+    assert result.exit_code == 0, result.output
+    warning = ("chatlike-runner: warning: nothing was held out (--heldout-share 10 of 3 samples): heldout.jsonl is "
+               "empty and `eval` will have nothing to judge the run on; raise --heldout-share or --heldout-days")
+    assert result.stderr.strip().splitlines() == [warning]
+    assert (tmp_path / "out" / "heldout.jsonl").read_text() == ""
+    (tmp_path / "none").mkdir()
+    _, heldout, report = run_ok(full(_chat(3, 2002)), tmp_path / "none", "--heldout-share", "0")
+    assert heldout == [] and report["warnings"] == [warning.split("warning: ")[1].replace("share 10", "share 0")]

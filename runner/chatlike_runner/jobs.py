@@ -128,27 +128,33 @@ def _failure(engine: Engine, run: Run, plan: JobPlan, said: str = "") -> Chatlik
 def _published_job(plan: JobPlan, force: bool, answers: Iterator[str] | None = None) -> Iterator[Event]:
     """Run a job that writes a folder to its end, and publish that folder whole as OUT/<run-id>/<kind>/. An
     interactive job (a blind eval) is attached instead of followed: its questions go out as events, and each
-    of `answers` goes back to it."""
+    of `answers` goes back to it; Ctrl-C there is the person's, as in chat (at a question it ends the test)."""
     final = plan.run_dir / plan.kind
     if final.exists() and not force:
         raise ChatlikeError(f"{final} already exists; pass --force to replace it with a new {plan.kind}")
-    notice = f"still cleaning up: the {plan.kind} is being removed"
-    with job_container(plan) as (engine, image, run), CtrlC(notice) as ctrl_c:
+    with job_container(plan) as (engine, image, run):
         if plan.interactive:
             yield from _questions(engine, run, plan, answers or iter(()))
+            _publish(engine, run, plan, final)
         else:
-            engine.start(run)
-            yield Note(f"{plan.kind} of run {plan.run_id} started on {engine.url}")
-            yield Following(plan.job_id)
-            if (yield from follow(engine, run, redactor(plan.env_names), ctrl_c)):
-                yield Note(f"stopping the {plan.kind}…", warning=True)
-                raise ChatlikeError(f"{plan.kind} interrupted; nothing was written", c.INTERRUPTED_EXIT)
-        run = engine.refresh(run)
-        if run.status != "succeeded":
-            raise _failure(engine, run, plan)
-        artifacts.publish_folder(final, lambda tmp: unpack(engine.archive(run, c.OUTPUT_DIR), tmp),
-                                 f"copying the {plan.kind} out", f"`chatlike-runner {plan.kind} {plan.run_id} --force`")
+            with CtrlC(f"still cleaning up: the {plan.kind} is being removed") as ctrl_c:
+                engine.start(run)
+                yield Note(f"{plan.kind} of run {plan.run_id} started on {engine.url}")
+                yield Following(plan.job_id)
+                if (yield from follow(engine, run, redactor(plan.env_names), ctrl_c)):
+                    yield Note(f"stopping the {plan.kind}…", warning=True)
+                    raise ChatlikeError(f"{plan.kind} interrupted; nothing was written", c.INTERRUPTED_EXIT)
+                _publish(engine, run, plan, final)
     yield JobDone(plan.run_id, plan.kind, final, image.id)
+
+
+def _publish(engine: Engine, run: Run, plan: JobPlan, final: Path) -> None:
+    """The ended job's output folder, published whole as `final`, when it succeeded."""
+    run = engine.refresh(run)
+    if run.status != "succeeded":
+        raise _failure(engine, run, plan)
+    artifacts.publish_folder(final, lambda tmp: unpack(engine.archive(run, c.OUTPUT_DIR), tmp),
+                             f"copying the {plan.kind} out", f"`chatlike-runner {plan.kind} {plan.run_id} --force`")
 
 
 def _questions(engine: Engine, run: Run, plan: JobPlan, answers: Iterator[str]) -> Iterator[Event]:

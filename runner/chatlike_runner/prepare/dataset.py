@@ -443,5 +443,15 @@ def _report(builder: Builder, options: Options, source: Path, sha256: str, sampl
         "characters": {"total": characters, "mine": tally.my_characters,
                        "my_share": round(tally.my_characters / characters, 4)},
         "masks": {kind: tally.masks[kind] for kind in (*privacy.MASKS, "name")},
-        "warnings": _name_warning(identity),
+        "warnings": _name_warning(identity) + _heldout_warning(options, samples),
     }
+
+
+def _heldout_warning(options: Options, samples: Counter[str]) -> list[str]:
+    """A line when nothing was held out: `eval` then has nothing to judge the run on."""
+    if samples["heldout"] or not samples["train"]:
+        return []
+    split = f"--heldout-days {options.heldout_days:g}" if options.heldout_days is not None else \
+        f"--heldout-share {options.heldout_share:g}"
+    return [f"nothing was held out ({split} of {samples['train']} samples): heldout.jsonl is empty and `eval` will "
+            "have nothing to judge the run on; raise --heldout-share or --heldout-days"]

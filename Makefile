@@ -6,15 +6,23 @@ BIN := $(VENV)/bin
 # runner with the training stack in-process (what `pip install chatlike-runner[estimate]` gives).
 TRAIN_VENV ?= .venv-train
 
-.PHONY: setup train-venv image image-cpu smoke train test bench lock lock-check clean
+.PHONY: runner setup train-venv image image-cpu smoke train test bench lock lock-check clean
 
-$(BIN)/chatlike-runner: pyproject.toml
+# The runner alone: what `make smoke` and `make train` need, and nothing more.
+$(VENV)/.runner: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install -qq --upgrade pip
+	$(BIN)/pip install -qq -e .
+	touch $@
+
+runner: $(VENV)/.runner
+
+# The runner with the test tools and the [cloud] extra (SkyPilot): what the tests and benches need.
+$(VENV)/.dev: $(VENV)/.runner
 	$(BIN)/pip install -qq -e '.[test,cloud]'
 	touch $@
 
-setup: $(BIN)/chatlike-runner
+setup: $(VENV)/.dev
 
 $(TRAIN_VENV)/bin/axolotl:
 	$(PYTHON) -m venv $(TRAIN_VENV)
@@ -28,22 +36,22 @@ $(TRAIN_VENV)/.chatlike: $(TRAIN_VENV)/bin/axolotl pyproject.toml
 train-venv: $(TRAIN_VENV)/.chatlike
 
 # The training image, CUDA flavor (chatlike/train:latest) and CPU flavor (chatlike/train:cpu).
-image: setup
+image: runner
 	$(BIN)/chatlike-runner build --flavor cuda
 
-image-cpu: setup
+image-cpu: runner
 	$(BIN)/chatlike-runner build --flavor cpu
 
 # The main job: the bundled example export (or your own data/train.jsonl), trained on every GPU. The engine
 # and its GPUs are checked first: a host without them is told to run `make smoke` instead of building.
-train: setup
+train: runner
 	$(BIN)/chatlike-runner build --flavor cuda --if-missing
 	test -s data/train.jsonl || $(BIN)/chatlike-runner prepare -o data
 	$(BIN)/chatlike-runner start configs/llama-3.1-8b-qlora.yml --gpus all $(TRAIN_ARGS)
 
 # The same recipe on a tiny built-in model, on the CPU: no GPU, no downloads. It writes the bundled example
 # to data/ when there is no dataset there, and builds the CPU image when it is missing.
-smoke: setup
+smoke: runner
 	$(BIN)/chatlike-runner start --smoke
 
 test: setup train-venv

@@ -132,6 +132,20 @@ def test_preflight_lists_every_failure_at_once(cli, docker_client, leftovers):
     assert {image.id for image in docker_client.images.list()} == images, "the probe's empty image is gone too"
 
 
+def test_a_plan_that_cannot_be_made_comes_with_every_preflight_failure(cli, docker_client, leftovers):
+    """A new machine, as a newcomer meets it: no dataset yet, no NVIDIA runtime, no image. All three, at once."""
+    if "nvidia" in docker_client.info().get("Runtimes", {}):
+        pytest.skip("this engine has the NVIDIA runtime")
+    result = cli("start", "config.yml", "--data", "nowhere/train.jsonl", "--image", "chatlike-test/absent:1",
+                 "--gpus", "all")
+    assert result.returncode == 2 and result.stdout == "", result.stdout
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 3 and "Traceback" not in result.stderr, result.stderr
+    assert "no NVIDIA runtime" in lines[0] and "image chatlike-test/absent:1 is not on the Docker host" in lines[1]
+    assert lines[2].startswith("chatlike-runner: ") and "nowhere/train.jsonl" in lines[2], lines[2]
+    assert leftovers() == []
+
+
 def test_the_cuda_image_is_not_built_on_a_host_without_gpus(cli, docker_client):
     if "nvidia" in docker_client.info().get("Runtimes", {}):
         pytest.skip("this engine has the NVIDIA runtime")

@@ -372,9 +372,11 @@ def start(config: Path | None, smoke: bool, data: Path | None, out: Path, image:
             console().print(f"no dataset at {example}: wrote the bundled example chats there (as `chatlike-runner prepare` does)")
     elif config is None:
         raise click.UsageError("give CONFIG (an Axolotl YAML file), or --smoke for the CPU smoke run")
-    plan = build_plan(config, data=data, out=out, image=image or c.DEFAULT_IMAGE, host=host, gpus=gpus, shm_size=shm_size,
-                      memory=memory, ulimits=ulimits, env=env, detach=detach, validate=validate, fit_check=fit_check,
-                      smoke=smoke)
+    image = image or c.DEFAULT_IMAGE
+    plan = preflight.planned(lambda: build_plan(config, data=data, out=out, image=image, host=host, gpus=gpus,
+                                                shm_size=shm_size, memory=memory, ulimits=ulimits, env=env, detach=detach,
+                                                validate=validate, fit_check=fit_check, smoke=smoke),
+                             host, image, gpus, out)
     _show(runs.start(plan, stop_timeout))
 
 

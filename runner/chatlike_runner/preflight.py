@@ -18,7 +18,7 @@ from typing import Any
 from . import constants as c
 from .engine import Engine, Image, NoGpuRuntime
 from .errors import ChatlikeError
-from .flags import GpuRequest
+from .flags import GpuRequest, parse_gpus
 from .plan import RunPlan, container_options, device_request
 from .train.gpus import older_than
 
@@ -192,6 +192,22 @@ def for_run(plan: RunPlan, engine: Engine | None = None) -> tuple[Engine, Image,
     require(found)
     by_name = {check.name: check.data for check in found}
     return by_name["engine"], by_name["image"], by_name.get("gpus") or []
+
+
+def planned(make: Callable[[], RunPlan], host: str | None, image_ref: str, gpus: str, out_dir: Path) -> RunPlan:
+    """The run's plan from `make`; when it cannot be made, every check that fails without it (engine, NVIDIA
+    runtime, image, disk) and then the plan's own reason, in one list: a new machine learns at once all it lacks."""
+    try:
+        return make()
+    except PreflightFailed:
+        raise
+    except ChatlikeError as exc:
+        try:
+            request = parse_gpus(gpus)
+        except ChatlikeError:
+            request = parse_gpus("none")  # the plan's reason names the bad --gpus
+        failed = [check for check in checks(host, image_ref, request, out_dir) if not check.ok]
+        raise PreflightFailed([*failed, Check("plan", False, exc.format_message())]) from None
 
 
 def for_gpu_build(host: str | None) -> Engine:

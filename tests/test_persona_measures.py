@@ -118,13 +118,16 @@ def test_a_classifier_that_cannot_tell_you_apart_says_its_scores_mean_nothing():
                                            {"role": "assistant", "content": text()}]} for _ in range(n)]
         same = authorship(rows(40), rows(12), {"tuned": [text()], "base": [text()]}, 0)
         none = authorship(rows(1), rows(3), {"tuned": [], "base": []}, 0)
-        print(json.dumps({"same": same, "none": none}))
+        unique = [{"messages": [{"role": "user", "content": a}, {"role": "assistant", "content": b}]}
+                  for a, b in (("x", "y"), ("q", "z"))]
+        print(json.dumps({"same": same, "none": none, "unique": authorship(unique, unique, {"tuned": ["a"]}, 0)}))
     """)
     same = found["same"]
     assert same["recognises_you"] is False and same["training"] == {"yours": 40, "theirs": 40}
     assert any("small export" in c for c in same["caveats"])
     assert any("does not tell your held-out replies from the others'" in c for c in same["caveats"])
-    assert found["none"]["scores"] == {} and "too few messages" in found["none"]["caveats"][0]
+    for few in (found["none"], found["unique"]):
+        assert few["scores"] == {} and few["recognises_you"] is False and "too few messages" in few["caveats"][0]
 
 
 REPORT = """

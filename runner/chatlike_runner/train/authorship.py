@@ -75,11 +75,15 @@ def authorship(train_rows: Sequence[dict], heldout_rows: Sequence[dict], replies
     (one per held-out context in `replies`), with what they are worth (`caveats`)."""
     training = {"yours": sum(map(len, messages_by(train_rows, YOU))),
                 "theirs": sum(map(len, messages_by(train_rows, THEM)))}
+    too_few = {"training": training, "scores": {}, "recognises_you": False,
+               "caveats": ["the training split holds too few messages of yours or of the others to learn from: "
+                           "no authorship score"]}
     if min(training.values()) < 2:
-        return {"training": training, "scores": {}, "recognises_you": False,
-                "caveats": ["the training split holds too few messages of yours or of the others to learn from: "
-                            "no authorship score"]}
-    model = train(train_rows, seed)
+        return too_few
+    try:
+        model = train(train_rows, seed)
+    except ValueError:  # scikit-learn: no n-gram occurs twice, nothing to learn from
+        return too_few
     scores = {"yours": attributed(model, messages_by(heldout_rows, YOU), seed),
               "theirs": attributed(model, messages_by(heldout_rows, THEM), seed)}
     scores.update({name: attributed(model, [[text] for text in texts], seed) for name, texts in replies.items()})

@@ -264,6 +264,8 @@ def verdict(report: Mapping[str, Any]) -> str:
     authorship = report.get("authorship")
     if authorship is None:
         text += " Authorship and memorization were not measured: the run's training data was not available."
+    elif not authorship.get("scores"):
+        text += f" Authorship: {authorship['caveats'][0]}."
     elif not authorship.get("recognises_you"):
         text += " The authorship classifier cannot recognise you on held-out text, so it says nothing here."
     elif authorship["caveats"]:

@@ -165,7 +165,7 @@ def test_a_piped_blind_test_scores_exactly_what_the_judge_answered(judged):
     report = json.loads((project / "outputs" / run_id / "eval" / "report.json").read_text())
     assert report["blind"] == blind and "passes for you in 2 of 5 blind pairs" in report["verdict"]
     manifest = json.loads((project / "outputs" / run_id / "manifest.json").read_text())
-    assert manifest["evals"][-1]["blind"] == blind and isinstance(blind["seed"], int)
+    assert manifest["evals"][-1]["blind"] == blind and isinstance(blind["seed"], int) and blind["replies_seed"] == 0
 
 
 def test_memorization_counts_the_planted_training_reply(judged):

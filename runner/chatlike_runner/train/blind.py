@@ -72,8 +72,10 @@ def exact(hits: int, trials: int) -> dict[str, Any]:
             "p_value": float(test.pvalue)}
 
 
-def result(asked: list[dict], answered: list[dict], seed: int, judged_before: int) -> dict[str, Any]:
-    """The test as blind.json holds it: each round's score, every answer, and what makes it repeatable."""
+def result(asked: list[dict], answered: list[dict], seed: int, judged_before: int,
+           replies_seed: int | None = None) -> dict[str, Any]:
+    """The test as blind.json holds it: each round's score, every answer, and what makes it repeatable (the
+    draw's seed, and the seed the replies were sampled with)."""
     rounds = {}
     for name in dict.fromkeys(q["round"] for q in asked):
         mine = [a for a in answered if a["round"] == name]
@@ -82,5 +84,5 @@ def result(asked: list[dict], answered: list[dict], seed: int, judged_before: in
         rounds[name] = {"asked": sum(q["round"] == name for q in asked), "answered": len(mine),
                         "skipped": len(mine) - len(judged), **exact(sum(a["chose"] == "tuned" for a in judged),
                                                                    len(judged))}
-    return {"seed": seed, "rounds": rounds, "answers": answered, "judged": [a["id"] for a in answered],
+    return {"seed": seed, "replies_seed": replies_seed, "rounds": rounds, "answers": answered, "judged": [a["id"] for a in answered],
             "complete": len(answered) == len(asked), "not_shown_again": judged_before}

@@ -211,7 +211,7 @@ def evaluate(run_dir: Path, heldout: Path, out_dir: Path, training: Path | None,
         asked = test.questions(report["side_by_side"], judged, blind, versus_base, draw)
         say(f"replies ready: {len(asked)} blind questions")
         answered = test.ask(asked, (line for line in sys.stdin), emit)
-        report["blind"] = test.result(asked, answered, draw, len(judged))
+        report["blind"] = test.result(asked, answered, draw, len(judged), replies_seed=seed)
     report["verdict"] = verdict(report)
     out_dir.mkdir(parents=True, exist_ok=True)
     if blind:

@@ -20,7 +20,7 @@ from . import artifacts
 from . import constants as c
 from .engine import Engine, Run
 from .errors import ChatlikeError
-from .progress import redactor
+from .redact import redactor
 from .plan import copy_options, output_volume
 from .unpack import copy_tree, listing, unpack
 

@@ -18,7 +18,8 @@ from typing import Any
 
 from .engine import Engine, Run
 from .events import Log
-from .progress import Redactor, lines
+from .progress import lines
+from .redact import Redactor
 
 LINGER = 3.0  # seconds the log stream may stay open after the container exited
 CLEANING_UP = "still cleaning up: the run is being stopped and its outputs saved"

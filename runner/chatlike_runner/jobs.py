@@ -23,7 +23,8 @@ from .events import ChatReady, Event, Following, JobDone, Note, Progress, Questi
 from .flags import parse_env_names, parse_gpus
 from .follow import CtrlC, follow, uninterruptible
 from .plan import JobPlan, container_options
-from .progress import lines, redactor
+from .progress import lines
+from .redact import redactor
 from .unpack import unpack
 
 HELDOUT_IN = f"{c.INPUT_DIR}/{c.JOB_HELDOUT}"

@@ -30,7 +30,8 @@ from .events import Event, Following, Log, Note, Outcome, TaskReady
 from .follow import CtrlC, Tail
 from .launch import check_unchanged
 from .plan import RunPlan, replan
-from .progress import progress_bar, redactor
+from .progress import progress_bar
+from .redact import redactor
 from .rented import Rented
 from .unpack import unpack
 

@@ -20,7 +20,7 @@ from .events import Event, Following, Note, Outcome
 from .follow import CtrlC, follow
 from .launch import launch
 from .plan import RunPlan, replan
-from .progress import redactor
+from .redact import redactor
 
 OOM_EXIT = 137
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ast
 import json
 import signal
 import subprocess
@@ -22,6 +23,28 @@ REPO = Path(__file__).parents[1]
 
 def test_the_runner_side_never_imports_the_training_stack():
     assert "torch" not in sys.modules and "axolotl" not in sys.modules
+
+
+SHARED = {"configfile", "constants", "errors", "progress", "unpack"}  # the host modules the image runs too
+
+
+def _package_imports(path: Path, level: int) -> set[str]:
+    """The modules of chatlike_runner that `path` imports, written `level` dots up from it."""
+    found = set()
+    for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+        if isinstance(node, ast.ImportFrom) and node.level == level:
+            found |= {node.module.split(".")[0]} if node.module else {alias.name for alias in node.names}
+    return found
+
+
+def test_the_image_side_imports_only_the_shared_host_modules_and_they_only_each_other():
+    """train/ (the image's entrypoint) reaches the host package only through SHARED: nothing of the engine, the
+    plan or the runner's CLI can break the image by being imported there."""
+    package = REPO / "runner" / "chatlike_runner"
+    used = set().union(*(_package_imports(path, 2) for path in (package / "train").glob("*.py")))
+    assert used <= SHARED, f"train/ imports host modules outside the shared ones: {sorted(used - SHARED)}"
+    for name in SHARED:
+        assert _package_imports(package / f"{name}.py", 1) <= SHARED, name
 
 
 @pytest.mark.parametrize(

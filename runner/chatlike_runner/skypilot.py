@@ -135,6 +135,10 @@ def validate(config: Mapping[str, Any]) -> dict[str, Any]:
     dag.add(checked)
     try:
         # Only the provider asked for is considered, as if its credentials were set up: the check is the catalog's.
+        # SkyPilot has no setting for "these clouds, unchecked": its enabled clouds come from `sky check`, cached
+        # in the user's own ~/.sky state database. Writing them there would change that user's SkyPilot for every
+        # later `sky` command (a dry run must leave nothing behind), so the one function that reads them is
+        # patched for the length of this call instead.
         with _quiet(), mock.patch.object(sky_check, "get_cached_enabled_clouds_or_refresh",
                                          return_value=[clouds[provider]]):
             optimizer.Optimizer.optimize(dag, quiet=True)

@@ -15,6 +15,8 @@ import pytest
 
 from conftest import as_user, need, runner_cmd, started_run
 
+from chatlike_runner.errors import ChatlikeError
+
 pytestmark = pytest.mark.engine
 
 
@@ -405,3 +407,23 @@ def test_reproduce_runs_the_same_inputs_again_and_refuses_changed_data(cli, work
     refused = cli("reproduce", str(workdir / "outputs" / run_id / "manifest.json"))
     assert refused.returncode == 2 and len(refused.stderr.strip().splitlines()) == 1, refused.stderr
     assert f"data/train.jsonl changed since run {run_id} trained on it; reproducing it needs the same" in refused.stderr
+
+
+def test_a_run_is_found_by_its_id_or_a_unique_start_of_it(standin_image, docker_client):
+    from chatlike_runner.engine import Engine
+
+    made = [docker_client.containers.create(standin_image, ["true"], labels={
+        "org.chatlike.role": "train", "org.chatlike.run": run_id}) for run_id in
+        ("20990101-000000-aaaa", "20990101-000000-aaab", "20990101-000000-aaaa-x")]
+    try:
+        engine = Engine.connect(None)
+        assert engine.find("20990101-000000-aaab").container_id == made[1].id
+        assert engine.find("20990101-000000-aaaa").container_id == made[0].id, "an exact id wins over longer ones"
+        assert engine.find("20990101-000000-aaaa-").container_id == made[2].id
+        assert engine.find("20990102") is None
+        with pytest.raises(ChatlikeError, match=r"run '20990101' is ambiguous \(20990101-000000-aaab, "
+                                                r"20990101-000000-aaaa-x, 20990101-000000-aaaa\); give more"):
+            engine.find("20990101")
+    finally:
+        for container in made:
+            container.remove(force=True)

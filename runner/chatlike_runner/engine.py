@@ -448,22 +448,27 @@ class Engine:
         with translated(f"reading container {container_id}"):
             return self._run(self.api.inspect_container(container_id))
 
+    def _listed(self) -> dict[str, str]:
+        """Run id → container id of every training run on this engine, from the engine's listing by label alone
+        (nothing inspected)."""
+        with translated("listing runs"):
+            found = self.api.containers(all=True, filters={"label": f"{c.LABEL_ROLE}={c.ROLE_TRAIN}"})
+        return {(item.get("Labels") or {}).get(c.LABEL_RUN, ""): item["Id"] for item in found}
+
     def runs(self) -> list[Run]:
         """Every training run of chatlike on this engine, newest first."""
         with translated("listing runs"):
-            found = self.api.containers(all=True, filters={"label": f"{c.LABEL_ROLE}={c.ROLE_TRAIN}"})
-            runs = [self._run(self.api.inspect_container(item["Id"])) for item in found]
+            runs = [self._run(self.api.inspect_container(container_id)) for container_id in self._listed().values()]
         return sorted(runs, key=lambda run: run.id, reverse=True)
 
     def find(self, ref: str) -> Run | None:
-        """The run whose id is `ref` or starts with it, or None when there is none."""
-        matches = [run for run in self.runs() if run.id.startswith(ref)]
-        exact = [run for run in matches if run.id == ref]
-        if exact or len(matches) == 1:
-            return (exact or matches)[0]
+        """The run whose id is `ref` or starts with it, or None when there is none (only that one is inspected)."""
+        listed = self._listed()
+        matches = sorted(run_id for run_id in listed if run_id.startswith(ref))
+        if ref in listed or len(matches) == 1:
+            return self.container(listed[ref if ref in listed else matches[0]])
         if matches:
-            ids = ", ".join(run.id for run in matches)
-            raise ChatlikeError(f"run {ref!r} is ambiguous ({ids}); give more of the id")
+            raise ChatlikeError(f"run {ref!r} is ambiguous ({', '.join(reversed(matches))}); give more of the id")
         return None
 
     def run(self, ref: str) -> Run:

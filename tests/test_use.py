@@ -70,7 +70,8 @@ def trained(cpu_image, tmp_path_factory) -> Iterator[tuple[Path, str]]:
     (project / "data").mkdir()
     (project / "data" / "train.jsonl").write_text("\n".join(rows * 6) + "\n")
     (project / "data" / "heldout.jsonl").write_text("\n".join(rows) + "\n")
-    yield project, overfit(project, 40)
+    run_id = overfit(project, 40)
+    yield project, run_id
     run_cli(project, "rm", run_id)  # its container and volumes: a finished run stays on the engine until removed
 
 

@@ -251,8 +251,9 @@ def _finish(outcome: Outcome) -> None:
                       style="red")
     else:
         console().print(f"run {run_id} {outcome.status} (exit {outcome.exit_code}); outputs in {path}", style="green")
-        console().print(f"next: `chatlike-runner eval {run_id}` says whether it is you (held-out loss against the base, "
-                      f"replies side by side); `chatlike-runner chat {run_id}` talks with it")
+        console().print(f"next: `chatlike-runner eval {run_id}` says whether it is you (authorship, the failures people hit, "
+                        f"recited chats, held-out loss against the base; --blind: you judge it); "
+                        f"`chatlike-runner chat {run_id}` talks with it")
         if outcome.smoke:
             console().print(f"then: the smoke run passed; train the real recipe on your GPUs with `{GPU_RUN}`")
     sys.exit(outcome.exit_code)

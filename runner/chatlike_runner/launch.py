@@ -12,7 +12,6 @@ from pathlib import Path
 from . import artifacts, preflight, stage
 from . import constants as c
 from .engine import Engine, Image, Run
-from .errors import ChatlikeError
 from .events import Note
 from .follow import uninterruptible
 from .plan import RunPlan, container_options
@@ -29,7 +28,7 @@ def launch(
     digests = {} if digests is None else digests
     try:
         engine.put(run, c.INPUT_DIR, stage.input_archive(plan, digests))
-        check_unchanged(plan, digests, expected, source)
+        stage.check_unchanged(plan, digests, expected, source)
         if earlier is not None:
             skip = frozenset({artifacts.MANIFEST, artifacts.CONTAINER_LOG, c.RUN_INPUTS})
             owner = preflight.user_ids(engine, image.id)
@@ -43,15 +42,3 @@ def launch(
             engine.remove_run(plan.run_id)
         raise
     return run
-
-
-def check_unchanged(plan: RunPlan, digests: Mapping[str, str], expected: Mapping[str, str] | None,
-                    source: str | None) -> None:
-    """Refuse inputs whose sha256 differs from what run `source` trained on (a resumed or reproduced run)."""
-    changed = sorted(name for name, digest in (expected or {}).items() if digests.get(name) != digest)
-    if changed:
-        raise ChatlikeError(
-            f"{', '.join(changed)} changed since run {source or plan.run_id} trained on it; "
-            f"{'reproducing' if plan.reproduces else 'resuming'} it needs the same config and data: "
-            "restore them or start a new run"
-        )

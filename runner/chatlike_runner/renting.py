@@ -28,7 +28,6 @@ from .engine import Run
 from .errors import ChatlikeError
 from .events import Event, Following, Log, Note, Outcome, TaskReady
 from .follow import CtrlC, Tail
-from .launch import check_unchanged
 from .plan import RunPlan, replan
 from .progress import progress_bar
 from .redact import redactor
@@ -101,7 +100,7 @@ def _task(plan: RunPlan, where: Rented, image: str, folder: Path, expected: dict
     """Stage the inputs (and earlier outputs) into the launch folder; the task, checked offline, and its placement."""
     digests: dict[str, str] = {}
     unpack(stage.input_archive(plan, digests), folder / "input", strip=0)
-    check_unchanged(plan, digests, expected, plan.reproduces)
+    stage.check_unchanged(plan, digests, expected, plan.reproduces)
     outputs = _copy_earlier(earlier, folder / "output") if earlier is not None else None
     config = rented.task_config(plan, where, image, folder / "input", outputs)
     return config, skypilot.validate(config)
@@ -357,6 +356,6 @@ def resume_on(partial: Path, record: dict[str, Any], out_dir: Path, stop_timeout
     except (KeyError, TypeError, ValueError):
         raise ChatlikeError(f"{partial / artifacts.MANIFEST} is not a whole manifest of a run on a rented box; "
                             "cannot resume from it") from None
-    expected = {**record.get("dataset_sha256", {}), c.ORIGINAL_CONFIG_NAME: record.get("config_sha256")}
+    expected = artifacts.trained_on(record)
     yield Note(f"resuming run {plan.run_id} on a new {where.provider} cluster from {partial}")
     yield from start_on(plan, where, image, stop_timeout=stop_timeout, expected=expected, earlier=partial)

@@ -96,7 +96,7 @@ def reproduce(host: str | None, ref: str, out_dir: Path, image: str | None, stop
     if where is not None:
         image = rented_image(manifest, image)
     plan = plan_again(folder, manifest, out_dir, host, image)
-    expected = {**manifest.get("dataset_sha256", {}), c.ORIGINAL_CONFIG_NAME: manifest.get("config_sha256")}
+    expected = artifacts.trained_on(manifest)
     yield Note(f"reproducing run {manifest['run_id']} as run {plan.run_id}: image {plan.image}, its staged config, "
                "its data checked by sha256")
     started = (renting.start_on(plan, where, plan.image, dry_run=dry_run, stop_timeout=stop_timeout, expected=expected)

@@ -123,7 +123,7 @@ def resume(host: str | None, ref: str, out_dir: Path, stop_timeout: int = c.STOP
     _refuse_if_final(out_dir, run_id)
     plan = replan(flags, run_id, out_dir, host)
     engine, image, _ = preflight.for_run(plan, engine)
-    expected = {**record.get("dataset_sha256", {}), c.ORIGINAL_CONFIG_NAME: record.get("config_sha256")}
+    expected = artifacts.trained_on(record)
     run = yield from launch(engine, plan, image, earlier=partial, expected=expected)
     with CtrlC() as ctrl_c:
         yield Note(f"run {run_id} resumed on {engine.url} from {partial}")

@@ -10,7 +10,7 @@ from __future__ import annotations
 import hashlib
 import tarfile
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from pathlib import Path
 
 from . import constants as c
@@ -131,3 +131,15 @@ def output_archive(folder: Path, owner: tuple[int, int], skip: frozenset[str]) -
     image's user so that the resumed trainer can write next to them; `skip` names files to leave out."""
     yield from _tree(".", folder, {}, owner, skip)
     yield b"\0" * (2 * BLOCK)
+
+
+def check_unchanged(plan: RunPlan, digests: Mapping[str, str], expected: Mapping[str, str] | None,
+                    source: str | None) -> None:
+    """Refuse inputs whose sha256 differs from what run `source` trained on (a resumed or reproduced run)."""
+    changed = sorted(name for name, digest in (expected or {}).items() if digests.get(name) != digest)
+    if changed:
+        raise ChatlikeError(
+            f"{', '.join(changed)} changed since run {source or plan.run_id} trained on it; "
+            f"{'reproducing' if plan.reproduces else 'resuming'} it needs the same config and data: "
+            "restore them or start a new run"
+        )

@@ -53,7 +53,6 @@ def counts(raw: Mapping[str, Any], config: Any) -> dict[str, int]:
     """Exact parameter counts of the base model (`config`) with the adapter the Axolotl config `raw` adds."""
     import torch
     from axolotl.loaders.adapter import load_lora
-    from axolotl.utils.dict import DictDefault
     from transformers import AutoModelForCausalLM
 
     with torch.device("meta"):

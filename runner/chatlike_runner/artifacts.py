@@ -73,12 +73,6 @@ def manifest(
     }
 
 
-def trained_on(record: dict[str, Any]) -> dict[str, str]:
-    """The sha256 of every input a run recorded (its datasets and its config as written), by staged name: what a
-    resumed or reproduced run must stage again, unchanged."""
-    return {**record.get("dataset_sha256", {}), c.ORIGINAL_CONFIG_NAME: record.get("config_sha256")}
-
-
 def destination(out_dir: Path, run_id: str, complete: bool) -> Path:
     return out_dir / (run_id if complete else f"{run_id}.partial")
 

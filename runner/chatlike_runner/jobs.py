@@ -15,7 +15,7 @@ from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
-from . import artifacts, preflight, stage
+from . import artifacts, preflight, records, stage
 from . import constants as c
 from .engine import Attached, Engine, Image, Run
 from .errors import ChatlikeError
@@ -32,17 +32,12 @@ HELDOUT_IN = f"{c.INPUT_DIR}/{c.JOB_HELDOUT}"
 
 def published_run(out_dir: Path, ref: str) -> tuple[Path, dict[str, Any]]:
     """A run copied home whole (OUT/<run-id>, its id or the start of it), with an adapter, and its manifest."""
-    matches = sorted(p for p in out_dir.glob(f"{ref}*") if p.is_dir() and not p.name.endswith(".partial")
-                     and artifacts.is_published(p, p.name))
-    if len(matches) != 1:
-        found = "no finished run" if not matches else "several finished runs"
-        raise ChatlikeError(f"{found} {ref!r} in {out_dir}; `chatlike-runner fetch RUN` copies a finished run home, "
-                            "--out names where runs were copied")
-    manifest = json.loads((matches[0] / artifacts.MANIFEST).read_text(encoding="utf-8"))
-    if not (matches[0] / "adapter_config.json").is_file():
-        raise ChatlikeError(f"run {matches[0].name} has no adapter in {matches[0]} (it {manifest.get('status')}); "
+    record = records.finished(out_dir, ref, "`chatlike-runner fetch RUN` copies a finished run home, --out names "
+                                            "where runs were copied")
+    if not (record.folder / "adapter_config.json").is_file():
+        raise ChatlikeError(f"run {record.run_id} has no adapter in {record.folder} (it {record.data.get('status')}); "
                             "only a run that finished training can be used")
-    return matches[0], manifest
+    return record.folder, record.data
 
 
 def heldout_of(manifest: dict[str, Any], heldout: Path | None, required: bool) -> Path | None:

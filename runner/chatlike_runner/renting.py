@@ -30,6 +30,7 @@ from .events import Event, Following, Log, Note, Outcome, TaskReady
 from .follow import CtrlC, Tail
 from .plan import RunPlan, replan
 from .progress import progress_bar
+from .records import Record
 from .redact import redactor
 from .rented import Rented
 from .unpack import unpack
@@ -347,15 +348,15 @@ def _ended(plan: RunPlan, where: Rented, image: str, outputs: Path, complete: bo
                started_at=train.get("started"), finished_at=train.get("ended"), image_id=image, image_digests=(image,))
 
 
-def resume_on(partial: Path, record: dict[str, Any], out_dir: Path, stop_timeout: int) -> Iterator[Event]:
+def resume_on(record: Record, out_dir: Path, stop_timeout: int) -> Iterator[Event]:
     """Continue a rented run stopped by Ctrl-C on a new cluster, from its checkpoints in OUT/<run-id>.partial."""
     try:
-        flags = record["flags"]
+        flags = record.flags
         where, image = rented.from_flags(flags["on"]), flags["image"]
-        plan = replan(flags, record["run_id"], out_dir)
+        plan = replan(flags, record.run_id, out_dir)
     except (KeyError, TypeError, ValueError):
-        raise ChatlikeError(f"{partial / artifacts.MANIFEST} is not a whole manifest of a run on a rented box; "
+        raise ChatlikeError(f"{record.folder / c.RUN_MANIFEST} is not a whole manifest of a run on a rented box; "
                             "cannot resume from it") from None
-    expected = artifacts.trained_on(record)
-    yield Note(f"resuming run {plan.run_id} on a new {where.provider} cluster from {partial}")
-    yield from start_on(plan, where, image, stop_timeout=stop_timeout, expected=expected, earlier=partial)
+    yield Note(f"resuming run {plan.run_id} on a new {where.provider} cluster from {record.folder}")
+    yield from start_on(plan, where, image, stop_timeout=stop_timeout, expected=record.trained_on,
+                        earlier=record.folder)

@@ -6,13 +6,12 @@ steps' losses of both runs side by side.
 from __future__ import annotations
 
 import hashlib
-import json
 import os
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-from . import artifacts, registry, rented, renting, runs
+from . import records, registry, rented, renting, runs
 from . import constants as c
 from .errors import ChatlikeError
 from .events import Event, Note, Outcome
@@ -25,21 +24,16 @@ FIRST_STEPS = 5
 LOSS_TOLERANCE = 0.01  # CPU training here is not bit-for-bit deterministic: two runs drift by ~1e-3 by step 5
 
 
-def source(out_dir: Path, ref: str) -> tuple[Path, dict[str, Any]]:
+def source(out_dir: Path, ref: str) -> records.Record:
     """The finished run to reproduce: its id (or the start of it) in OUT, or the path of its manifest."""
     given = Path(ref)
-    folder = given.parent if given.name == artifacts.MANIFEST else given
-    if not (folder / artifacts.MANIFEST).is_file():
-        matches = sorted(p for p in out_dir.glob(f"{ref}*") if artifacts.is_published(p, p.name))
-        if len(matches) != 1:
-            raise ChatlikeError(f"{'no' if not matches else 'several'} finished run {ref!r} in {out_dir}; give a run id "
-                                "or the path of a run's manifest.json")
-        folder = matches[0]
-    manifest = json.loads((folder / artifacts.MANIFEST).read_text(encoding="utf-8"))
-    if not (folder / c.RUN_INPUTS / c.CONFIG_NAME).is_file():
-        raise ChatlikeError(f"{folder} has no {c.RUN_INPUTS}/{c.CONFIG_NAME} (runs copied home before this version of "
-                            "chatlike-runner do not keep their staged config); start it again with its config instead")
-    return folder, manifest
+    record = records.load(given.parent if given.name == c.RUN_MANIFEST else given) or records.finished(
+        out_dir, ref, "give a run id or the path of a run's manifest.json")
+    if not (record.folder / c.RUN_INPUTS / c.CONFIG_NAME).is_file():
+        raise ChatlikeError(f"{record.folder} has no {c.RUN_INPUTS}/{c.CONFIG_NAME} (runs copied home before this "
+                            "version of chatlike-runner do not keep their staged config); start it again with its "
+                            "config instead")
+    return record
 
 
 def image_of(manifest: dict[str, Any], image: str | None) -> str:
@@ -92,11 +86,12 @@ def reproduce(host: str | None, ref: str, out_dir: Path, image: str | None, stop
               where: Rented | None = None, dry_run: bool = False) -> Iterator[Event]:
     """The run again (here, on `host`, or on the rented box `where`), its inputs checked against the original's;
     then its first losses beside the original's."""
-    folder, manifest = source(out_dir, ref)
+    record = source(out_dir, ref)
+    folder, manifest = record.folder, record.data
     if where is not None:
         image = rented_image(manifest, image)
     plan = plan_again(folder, manifest, out_dir, host, image)
-    expected = artifacts.trained_on(manifest)
+    expected = record.trained_on
     yield Note(f"reproducing run {manifest['run_id']} as run {plan.run_id}: image {plan.image}, its staged config, "
                "its data checked by sha256")
     started = (renting.start_on(plan, where, plan.image, dry_run=dry_run, stop_timeout=stop_timeout, expected=expected)

@@ -7,11 +7,10 @@ their result. cli.py prints both.
 
 from __future__ import annotations
 
-import json
 from collections.abc import Generator, Iterator
 from pathlib import Path
 
-from . import artifacts, build, fit, preflight, registry, renting, stage
+from . import artifacts, build, fit, preflight, records, registry, renting, stage
 from . import constants as c
 from .collect import collect
 from .engine import Engine, Run
@@ -96,10 +95,11 @@ def resume(host: str | None, ref: str, out_dir: Path, stop_timeout: int = c.STOP
     partial outputs, checkpoints included, staged back into its output volume. A run on a rented box continues
     on a new cluster of the same provider, its partial outputs uploaded with it.
     """
-    on_rented = _rented_partial(out_dir, ref)
-    if on_rented is not None:
-        _refuse_if_final(out_dir, on_rented[1]["run_id"])
-        yield from renting.resume_on(*on_rented, out_dir, stop_timeout)
+    copies = records.stopped(out_dir, ref)
+    rented_copy = next((record for record in copies if record.rented), None)
+    if rented_copy is not None:
+        _refuse_if_final(out_dir, rented_copy.run_id)
+        yield from renting.resume_on(rented_copy, out_dir, stop_timeout)
         return
     engine = Engine.connect(host)
     run = engine.find(ref)
@@ -114,48 +114,26 @@ def resume(host: str | None, ref: str, out_dir: Path, stop_timeout: int = c.STOP
             yield Note(f"run {run.id} resumed on {engine.url}")
             yield from follow_and_collect(engine, run, out_dir, ctrl_c, stop_timeout)
         return
-    partial = _partial(out_dir, ref)
-    try:
-        record = json.loads((partial / artifacts.MANIFEST).read_text(encoding="utf-8"))
-        run_id, flags = record["run_id"], record["flags"]
-    except (OSError, ValueError, KeyError, TypeError):
-        raise ChatlikeError(f"{partial / artifacts.MANIFEST} is unreadable or not a run's manifest; cannot resume from it") from None
-    _refuse_if_final(out_dir, run_id)
-    plan = replan(flags, run_id, out_dir, host)
+    if len(copies) != 1:
+        raise ChatlikeError(
+            f"{'no' if not copies else 'several'} stopped run {ref!r} on the engine or in {out_dir}; "
+            "`chatlike-runner ls` lists the runs, --out names where their outputs were copied"
+        )
+    record = copies[0]
+    if not record.flags.get("config"):
+        raise ChatlikeError(f"{record.folder / c.RUN_MANIFEST} is not a whole manifest of a run; cannot resume from it")
+    _refuse_if_final(out_dir, record.run_id)
+    plan = replan(record.flags, record.run_id, out_dir, host)
     engine, image, _ = preflight.for_run(plan, engine)
-    expected = artifacts.trained_on(record)
-    run = yield from launch(engine, plan, image, earlier=partial, expected=expected)
+    run = yield from launch(engine, plan, image, earlier=record.folder, expected=record.trained_on)
     with CtrlC() as ctrl_c:
-        yield Note(f"run {run_id} resumed on {engine.url} from {partial}")
+        yield Note(f"run {record.run_id} resumed on {engine.url} from {record.folder}")
         yield from follow_and_collect(engine, run, out_dir, ctrl_c, stop_timeout)
 
 
 def _refuse_if_final(out_dir: Path, run_id: str) -> None:
     if artifacts.is_published(artifacts.destination(out_dir, run_id, True), run_id):
         raise ChatlikeError(f"run {run_id} already ended and was copied to {out_dir / run_id}; start a new run")
-
-
-def _rented_partial(out_dir: Path, ref: str) -> tuple[Path, dict] | None:
-    """The stopped copy of a run on a rented box (its manifest records `flags.on`), with its manifest."""
-    for partial in sorted(out_dir.glob(f"{ref}*.partial")):
-        try:
-            record = json.loads((partial / artifacts.MANIFEST).read_text(encoding="utf-8"))
-        except (OSError, ValueError):
-            continue
-        if isinstance(record.get("flags"), dict) and record["flags"].get("on"):
-            return partial, record
-    return None
-
-
-def _partial(out_dir: Path, ref: str) -> Path:
-    matches = sorted(p for p in out_dir.glob(f"{ref}*.partial") if (p / artifacts.MANIFEST).is_file())
-    if len(matches) != 1:
-        found = "no" if not matches else "several"
-        raise ChatlikeError(
-            f"{found} stopped run {ref!r} on the engine or in {out_dir}; `chatlike-runner ls` lists the runs, "
-            "--out names where their outputs were copied"
-        )
-    return matches[0]
 
 
 def attach(host: str | None, ref: str, out_dir: Path) -> Iterator[Event]:

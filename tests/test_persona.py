@@ -239,39 +239,20 @@ def test_the_report_opens_with_its_verdict_and_plots_and_no_console_error(judged
         driver.quit()
 
 
-def test_a_second_blind_test_never_shows_a_judged_context_again_and_a_bad_answer_publishes_nothing(judged, leftovers):
-    project, run_id, code, *_ = judged
-    eval_dir = project / "outputs" / run_id / "eval"
-    first = json.loads((eval_dir / "blind.json").read_text())
-    bad = run_cli(project, "eval", run_id, "--force", "--blind", "2", stdin="maybe\n")
-    assert bad.returncode == 2, bad.stdout[-2000:] + bad.stderr
-    assert bad.stderr.strip().splitlines()[-1] == ("chatlike-runner: line 1 of the answers is 'maybe': answer 1, 2 or s "
-                                                  "(skip), one a line")
-    assert json.loads((eval_dir / "blind.json").read_text()) == first, "the earlier eval is untouched"
-    again = run_cli(project, "eval", run_id, "--force", "--blind", "3", stdin="s\n1\n")
-    assert again.returncode == 0, again.stdout[-3000:] + again.stderr
-    second = json.loads((eval_dir / "blind.json").read_text())
-    assert second["not_shown_again"] == 12 and not set(second["judged"]) & set(first["judged"])
-    assert [a["answer"] for a in second["answers"]] == ["s", "1"] and not second["complete"]
-    manifest = json.loads((project / "outputs" / run_id / "manifest.json").read_text())
-    assert [entry["blind"]["seed"] for entry in manifest["evals"]] == [first["seed"], second["seed"]]
-    assert leftovers() == []
-
-
 def test_a_blind_test_at_a_terminal_asks_again_on_a_wrong_answer_and_ctrl_c_keeps_what_was_answered(judged, leftovers):
     pexpect = pytest.importorskip("pexpect")
     project, run_id, *_ = judged
-    command = runner_cmd("eval", run_id, "--force", "--blind", "2")
+    command = runner_cmd("eval", run_id, "--force", "--blind", "1", "--versus-base")
     child = pexpect.spawn(command[0], command[1:], cwd=str(project), env={**os.environ, "HOME": str(project)},
                           encoding="utf-8", timeout=300)
     try:
-        child.expect(r"\[you or the model 1/2\] Which one did you write\?")
+        child.expect(r"\[you or the model 1/1\] Which one did you write\?")
         child.expect(r"which\? \[1/2/s\] ")
         child.sendline("maybe")
         child.expect("answer 1, 2 or s")
         child.expect(r"which\? \[1/2/s\] ")
         child.sendline("2")
-        child.expect(r"\[you or the model 2/2\]")
+        child.expect(r"\[tuned or base 1/1\]")
         child.expect(r"which\? \[1/2/s\] ")
         # As a person does, a moment after the prompt: Python's readline notices a SIGINT only once it waits
         # for a key, and one that lands between printing the prompt and waiting is not seen until a key comes.
@@ -283,5 +264,28 @@ def test_a_blind_test_at_a_terminal_asks_again_on_a_wrong_answer_and_ctrl_c_keep
         child.close()
     assert child.exitstatus == 0, child.before
     blind = json.loads((project / "outputs" / run_id / "eval" / "blind.json").read_text())
-    assert [a["answer"] for a in blind["answers"]] == ["2"] and blind["rounds"]["you"]["asked"] == 2
+    assert [a["answer"] for a in blind["answers"]] == ["2"] and blind["rounds"]["base"]["asked"] == 1
+    assert leftovers() == []
+
+
+def test_a_second_blind_test_never_shows_a_judged_context_again_and_a_bad_answer_publishes_nothing(judged, leftovers):
+    project, run_id, code, *_ = judged
+    eval_dir = project / "outputs" / run_id / "eval"
+    first = json.loads((eval_dir / "blind.json").read_text())
+    before = json.loads((project / "outputs" / run_id / "manifest.json").read_text())["evals"]
+    judged = {i for entry in before for i in (entry.get("blind") or {}).get("judged", [])}
+    bad = run_cli(project, "eval", run_id, "--force", "--blind", "2", stdin="maybe\n")
+    assert bad.returncode == 2, bad.stdout[-2000:] + bad.stderr
+    assert bad.stderr.strip().splitlines()[-1] == ("chatlike-runner: line 1 of the answers is 'maybe': answer 1, 2 or s "
+                                                  "(skip), one a line")
+    assert json.loads((eval_dir / "blind.json").read_text()) == first, "the earlier eval is untouched"
+    again = run_cli(project, "eval", run_id, "--force", "--blind", "3", stdin="s\n1\n")
+    assert again.returncode == 0, again.stdout[-3000:] + again.stderr
+    second = json.loads((eval_dir / "blind.json").read_text())
+    assert second["not_shown_again"] == len(judged) >= 12 and not set(second["judged"]) & judged
+    assert [a["answer"] for a in second["answers"]] == ["s", "1"]
+    assert second["complete"] == (second["rounds"]["you"]["asked"] == 2)
+    manifest = json.loads((project / "outputs" / run_id / "manifest.json").read_text())
+    assert [entry["blind"]["seed"] for entry in manifest["evals"]] == [*(e["blind"]["seed"] for e in before),
+                                                                       second["seed"]]
     assert leftovers() == []

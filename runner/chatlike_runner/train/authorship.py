@@ -16,7 +16,7 @@ from typing import Any
 YOU, THEM = "assistant", "user"
 MIN_TRAINING = 50  # fewer messages of yours (or of theirs) to learn from: a small export, said so
 MIN_HELDOUT = 10  # fewer held-out replies of yours: the ceiling is too rough to lean on
-ROUNDS = 1000
+ROUNDS = 1000  # bootstrap resamples, here and for eval's held-out loss
 
 
 def messages_by(rows: Sequence[dict], role: str) -> list[list[str]]:

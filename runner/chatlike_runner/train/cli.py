@@ -166,7 +166,6 @@ def check_driver() -> None:
 @click.option("--training", type=click.Path(path_type=Path, file_okay=False),
               help="The run's training data (*.jsonl): the authorship classifier learns from it, and replies that "
                    "recite it are counted.")
-@click.option("--run-id", help="The run's id, for the report.  [default: RUN_DIR's manifest's]")
 @click.option("--samples", default=20, show_default=True, help="Held-out contexts to reply to, tuned and base.")
 @click.option("--seed", default=0, show_default=True, help="Seed of the bootstrap and of the sampled replies.")
 @click.option("--max-new-tokens", default=128, show_default=True, help="Longest reply generated.")
@@ -174,10 +173,8 @@ def check_driver() -> None:
 @click.option("--blind", default=0, show_default=True, type=click.IntRange(min=0),
               help="Then ask this many blind questions a round (JSON events out, an answer a line in).")
 @click.option("--versus-base", is_flag=True, help="With --blind: a second round, tuned against base.")
-@click.option("--blind-seed", type=int, help="Seed of the blind test's draw.  [default: a fresh one]")
-def evaluate(run_dir: Path, heldout: Path, out_dir: Path, training: Path | None, run_id: str | None, samples: int,
-             seed: int, max_new_tokens: int, base_model: str | None, blind: int, versus_base: bool,
-             blind_seed: int | None) -> None:
+def evaluate(run_dir: Path, heldout: Path, out_dir: Path, training: Path | None, samples: int, seed: int,
+             max_new_tokens: int, base_model: str | None, blind: int, versus_base: bool) -> None:
     """Score HELDOUT with the run in RUN_DIR (its outputs: adapter, train-config.yml, logs) and with its base
     model; write report.json and report.html to OUT_DIR (and blind.json after a blind test)."""
     import secrets
@@ -203,11 +200,11 @@ def evaluate(run_dir: Path, heldout: Path, out_dir: Path, training: Path | None,
     with quiet():
         tuned = load(run_dir, base_model)
     wanted = blind * (2 if versus_base else 1) + len(judged) if blind else 0
-    report = {"run_id": run_id or recorded.get("run_id") or run_dir.name, **run(
+    report = {"run_id": recorded.get("run_id") or run_dir.name, **run(
         tuned, run_dir, heldout, training=training, samples=samples, seed=seed, max_new_tokens=max_new_tokens,
         say=say, replies_wanted=wanted)}
     if blind:
-        draw = secrets.randbelow(2**32) if blind_seed is None else blind_seed
+        draw = secrets.randbelow(2**32)  # fresh: a later test must not draw the same order
         asked = test.questions(report["side_by_side"], judged, blind, versus_base, draw)
         say(f"replies ready: {len(asked)} blind questions")
         answered = test.ask(asked, (line for line in sys.stdin), emit)

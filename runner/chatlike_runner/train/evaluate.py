@@ -16,12 +16,12 @@ from pathlib import Path
 from typing import Any
 
 from ..progress import loss_curve
+from .authorship import ROUNDS as BOOTSTRAP
 from .authorship import YOU, authorship, messages_by
 from .errors import TrainError
 from .failures import SCRIPTS, failures
 from .tuned import Tuned, tokenized
 
-BOOTSTRAP = 1000
 _EMOJI = r"[\U0001F000-\U0001FAFF\u2600-\u27BF\u2B00-\u2BFF\uFE0F]"
 _SCRIPTS = {name: SCRIPTS[name] for name in ("latin", "cyrillic")}
 

@@ -107,7 +107,6 @@ def failures(pairs: Sequence[dict], training_replies: Sequence[str] | None) -> d
             "replies": len(texts),
             "distinct_2": distinct_2(texts),
             "repeats_itself": sum(map(repeats_itself, texts)) / len(texts) if texts else None,
-            "length_median": sorted(len(t) for t in texts)[len(texts) // 2] if texts else None,
         }
         if who != "real":
             cut = [not p[f"{who}_ended"] for p in pairs]

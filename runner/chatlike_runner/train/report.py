@@ -101,7 +101,7 @@ step, from the run's log.</figcaption></figure>
 
 FAILURE_ROWS = [("never_ends", "never ends (cut at the token limit)"), ("distinct_2", "distinct-2"),
                 ("repeats_itself", "repeats itself (a 4-gram twice)"), ("other_script", "another script than yours"),
-                ("length_median", "length, median (characters)"), ("length_distance", "length distance to yours")]
+                ("length_distance", "length distance to yours (the lengths themselves: Style)")]
 ROUND_LABELS = {"you": "you or the model: it passed for you", "base": "tuned or base: tuned sounded more like you"}
 STYLE_ROWS = [("replies", "replies"), ("chars_mean", "length, mean (characters)"),
               ("chars_median", "length, median"), ("emoji_rate", "replies with an emoji"),

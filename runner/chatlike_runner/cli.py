@@ -570,7 +570,7 @@ def evaluate(run: str, out: Path, heldout: Path | None, samples: int, seed: int,
     answers = (_piped_answers() if piped else _typed_answers()) if blind else None
     _show(jobs.evaluate(out, run, heldout=heldout, image=image, host=host, gpus=gpus, env=env, samples=samples,
                         seed=seed, force=force, blind=blind or 0, versus_base=versus_base, answers=answers),
-          blind=_Blind(piped))
+          blind=_Blind(piped) if blind else None)
 
 
 ANSWERS = {"1": "1", "2": "2", "s": "s", "skip": "s"}

@@ -427,3 +427,16 @@ def test_a_run_is_found_by_its_id_or_a_unique_start_of_it(standin_image, docker_
     finally:
         for container in made:
             container.remove(force=True)
+
+
+@pytest.mark.parametrize(("text", "says"), [
+    ("{not json", "is unreadable or not a run's manifest; cannot resume from it"),
+    ('{"run_id": "20261130-010203-dcba", "flags": ["config.yml"]}', "is not a whole manifest of a run; cannot resume from it"),
+])
+def test_resuming_from_a_damaged_partial_manifest_is_one_line(cli, workdir, text, says):
+    partial = workdir / "outputs" / "20261130-010203-dcba.partial"
+    partial.mkdir(parents=True)
+    (partial / "manifest.json").write_text(text)
+    result = cli("resume", "20261130-010203-dcba")
+    assert result.returncode == 2 and "Traceback" not in result.stderr
+    assert result.stderr.strip().splitlines() == [f"chatlike-runner: {partial / 'manifest.json'} {says}"]

@@ -21,6 +21,7 @@ from typing import TYPE_CHECKING, Any
 
 from . import __version__
 from . import constants as c
+from . import records
 from .errors import ChatlikeError
 from .files import hidden_folder
 
@@ -79,11 +80,8 @@ def destination(out_dir: Path, run_id: str, complete: bool) -> Path:
 
 def is_published(path: Path, run_id: str) -> bool:
     """Whether `path` holds the finished copy of `run_id` (its manifest says so)."""
-    try:
-        record = json.loads((path / MANIFEST).read_text(encoding="utf-8"))
-    except (OSError, ValueError):
-        return False
-    return record.get("run_id") == run_id and record.get("complete") is True
+    record = records.load(path)
+    return record is not None and record.published_as(run_id)
 
 
 def publish(

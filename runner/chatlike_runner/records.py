@@ -25,12 +25,17 @@ class Record:
 
     @property
     def flags(self) -> dict[str, Any]:
-        return self.data.get("flags") or {}
+        flags = self.data.get("flags")
+        return flags if isinstance(flags, dict) else {}
 
     @property
     def rented(self) -> bool:
         """Whether it ran on a rented box (`start --on`)."""
-        return isinstance(self.data.get("flags"), dict) and bool(self.data["flags"].get("on"))
+        return bool(self.flags.get("on"))
+
+    def published_as(self, run_id: str) -> bool:
+        """Whether this is the finished copy of `run_id` (the manifest says it is complete, and names that run)."""
+        return self.run_id == run_id and self.data.get("complete") is True
 
     @property
     def trained_on(self) -> dict[str, str]:
@@ -52,7 +57,7 @@ def finished(out_dir: Path, ref: str, hint: str) -> Record:
     """The one finished copy of run `ref` in OUT (its manifest says it is complete and names the folder's run);
     `hint` says what to do when there is none or several."""
     found = [record for path in sorted(out_dir.glob(f"{ref}*")) if path.is_dir() and not path.name.endswith(".partial")
-             and (record := load(path)) is not None and record.run_id == path.name and record.data.get("complete") is True]
+             and (record := load(path)) is not None and record.published_as(path.name)]
     if len(found) != 1:
         raise ChatlikeError(f"{'no' if not found else 'several'} finished run {ref!r} in {out_dir}; {hint}")
     return found[0]

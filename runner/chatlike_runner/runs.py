@@ -114,6 +114,10 @@ def resume(host: str | None, ref: str, out_dir: Path, stop_timeout: int = c.STOP
             yield Note(f"run {run.id} resumed on {engine.url}")
             yield from follow_and_collect(engine, run, out_dir, ctrl_c, stop_timeout)
         return
+    unreadable = [p for p in sorted(out_dir.glob(f"{ref}*.partial")) if records.load(p) is None]
+    if not copies and unreadable:
+        raise ChatlikeError(f"{unreadable[0] / c.RUN_MANIFEST} is unreadable or not a run's manifest; cannot resume "
+                            "from it")
     if len(copies) != 1:
         raise ChatlikeError(
             f"{'no' if not copies else 'several'} stopped run {ref!r} on the engine or in {out_dir}; "

@@ -144,8 +144,8 @@ def _svg(parts: Sequence[str], label: str) -> Markup:
 def bar_chart(bars: Sequence[tuple[str, float, Sequence[float] | None, str]], y_label: str, label: str,
               top: float | None = None) -> Markup:
     """Bars (name, value, 95% interval or None, color), each with its interval drawn on it."""
-    top = top or max([high for *_, interval, _ in bars if interval for high in interval[1:]]
-                     + [value for _, value, _, _ in bars]) * 1.1 or 1.0
+    top = top or max([value for _, value, _, _ in bars] + [interval[1] for _, _, interval, _ in bars if interval]) * 1.1 \
+        or 1.0
     y = _scale(0.0, top, HEIGHT, flip=True)
     parts = _axes("", y_label, 0.0, top)
     slot = (WIDTH - 2 * PAD) / max(1, len(bars))

@@ -297,4 +297,6 @@ def test_an_ordinary_user_copies_through_a_container_of_the_image_as_itself(outp
     assert json.loads(done.stdout) == EXPECTED_COPY
     _same_tree(home / ".copy")
     assert {(p.stat().st_uid, p.stat().st_gid) for p in (home / ".copy").rglob("*")} == {other_user[:2]}
-    assert not docker_client.containers.list(all=True, filters={"label": f"{c.LABEL_ROLE}={c.ROLE_COPY}"})
+    run_id = docker_client.containers.get(container_id).labels[c.LABEL_RUN]
+    assert not docker_client.containers.list(all=True, filters={"label": [f"{c.LABEL_RUN}={run_id}",
+                                                                          f"{c.LABEL_ROLE}={c.ROLE_COPY}"]})

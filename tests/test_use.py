@@ -102,8 +102,9 @@ def test_eval_scores_every_reply_and_the_overfit_run_beats_its_base(evaluated, d
     manifest = json.loads((project / "outputs" / run_id / "manifest.json").read_text())
     (entry,) = manifest["evals"]
     assert entry["verdict"] == report["verdict"] and entry["path"] == "eval/report.json"
-    assert not docker_client.containers.list(all=True, filters={"label": "org.chatlike.role=eval"})
-    assert not [volume.name for volume in docker_client.volumes.list() if "-eval-" in volume.name]
+    job = f"chatlike-{run_id}-eval-"  # the eval's container and volumes; others on the engine are not its business
+    assert not [c.name for c in docker_client.containers.list(all=True) if c.name.startswith(job)]
+    assert not [volume.name for volume in docker_client.volumes.list() if volume.name.startswith(job)]
 
 
 def test_eval_bad_input_is_one_line_and_leaves_nothing(trained, leftovers):

@@ -1,5 +1,5 @@
 """The estimator (runner/chatlike_runner/estimate.py) against every published measurement of a comparable set-up
-that we found, with the error of each: the README's estimate section is this script's output.
+that we found, with the error of each: docs/estimate.md's table is this script's output.
 
 Each set-up's model and adapter are counted exactly (train/shapes.py: the model from its published config.json
 values on the meta device, the adapter by Axolotl's load_lora), so it needs the training stack:

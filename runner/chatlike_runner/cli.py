@@ -448,7 +448,7 @@ def _estimate_summary(found) -> None:
     low, high = found.hours
     span = _duration(high) if _duration(low) == _duration(high) else f"{_duration(low)} to {_duration(high)}"
     console().print(f"time: {span} on {m.count}x {m.gpu.name} ({m.gpu.tflops:g} TFLOPS "
-                    f"bf16 peak each, {m.gpu.source}) at {m.gpu.mfu[0]:.0%}-{m.gpu.mfu[1]:.0%} MFU (see the README's estimate section)")
+                    f"bf16 peak each, {m.gpu.source}) at {m.gpu.mfu[0]:.0%}-{m.gpu.mfu[1]:.0%} MFU (see docs/estimate.md)")
     if found.offer:
         offer = found.offer
         cost = found.cost

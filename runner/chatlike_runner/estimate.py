@@ -2,7 +2,7 @@
 counts (train/shapes.py measures those), before any GPU is touched.
 
 Plain functions of plain data: no engine, no torch. Every term is a formula stated here with where it comes from;
-the README compares the result with published measurements. Sizes are bytes; the memory is per GPU.
+docs/estimate.md compares the result with published measurements. Sizes are bytes; the memory is per GPU.
 """
 
 from __future__ import annotations

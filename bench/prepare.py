@@ -70,7 +70,7 @@ def main() -> None:
                                     str(Path(temp) / "out")])
         report = json.loads((Path(temp) / "out" / "report.json").read_text())
         # prepare parses in a second process (wait4 gives the larger of the two peaks): that one alone, to add it
-        _, parser_rss, _ = _run([sys.executable, "-m", "chatlike_runner.prepare.export"], stdin=export)
+        _, parser_rss, _ = _run([sys.executable, "-m", "chatlike_runner.prepare.telegram"], stdin=export)
         load_s, load_rss, count = _run([sys.executable, "-c", LOAD, str(export)])
         part1_s, part1_rss, _ = _run([sys.executable, str(REPO / "bench" / "part1_baseline.py"), str(export),
                                       str(Path(temp) / "part1.jsonl")])

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from chatlike_runner import constants as c
-from chatlike_runner.flags import parse_gpus
+from chatlike_runner.parsing import parse_gpus
 from chatlike_runner.plan import JobPlan, build_plan, container_options, device_request
 
 RUN_ID = "20261130-000000-abcd"

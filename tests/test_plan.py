@@ -9,7 +9,7 @@ import yaml
 
 from chatlike_runner import constants as c
 from chatlike_runner.errors import ChatlikeError
-from chatlike_runner.flags import GpuRequest, Ulimit, parse_gpus, parse_size, parse_ulimit
+from chatlike_runner.parsing import GpuRequest, Ulimit, parse_gpus, parse_size, parse_ulimit
 from chatlike_runner.plan import build_plan, container_options
 
 

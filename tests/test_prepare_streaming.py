@@ -7,7 +7,7 @@ import json
 
 from prepare_fixtures.exports import MIN, chat, exchange, full, prepare, write
 
-from chatlike_runner.prepare.export import chats
+from chatlike_runner.prepare.telegram import chats
 
 
 class CountingFile(io.BytesIO):

@@ -26,8 +26,8 @@ import pytest
 
 import runpod_standin
 from conftest import need, runner_cmd, smoke_config, started_run
-from chatlike_runner import rented, skypilot
-from chatlike_runner.train.launch import Nodes, train_command
+from chatlike_runner import skytask, skypilot
+from chatlike_runner.train.training import Nodes, train_command
 
 REPO = Path(__file__).resolve().parents[1]
 GOLDEN = Path(__file__).parent / "golden"
@@ -199,7 +199,7 @@ def test_after_a_failure_the_cluster_stays_up_only_while_more_can_come_home(monk
     the whole runs below): what SkyPilot and ssh would answer is given here."""
     from types import SimpleNamespace
 
-    from chatlike_runner import renting
+    from chatlike_runner import rented
     from chatlike_runner.errors import ChatlikeError
 
     downed = []
@@ -212,7 +212,7 @@ def test_after_a_failure_the_cluster_stays_up_only_while_more_can_come_home(monk
             raise ChatlikeError("rsync broke")
         return Path("OUT/r.partial")
 
-    error = renting._failed(SimpleNamespace(run_id="r", out_dir=Path("OUT")), "chatlike-r", "x", 1, snapshot)
+    error = rented._failed(SimpleNamespace(run_id="r", out_dir=Path("OUT")), "chatlike-r", "x", 1, snapshot)
     assert error.format_message().startswith(says) and error.exit_code == 1
     assert downed == (["chatlike-r"] if torn_down else [])
 
@@ -259,7 +259,7 @@ def test_several_nodes_start_accelerate_as_its_own_parser_reads_it():
 
 @pytest.mark.parametrize("nodes", [1, 2])
 def test_the_task_script_is_bash_that_checks_its_inputs_first(nodes):
-    script = rented.run_script(rented.rented("lambda", nodes=nodes))
+    script = skytask.run_script(skytask.rented("lambda", nodes=nodes))
     assert subprocess.run(["bash", "-n"], input=script, text=True).returncode == 0
     assert script.index("sha256sum --check") < script.index("chatlike-train run")
 

@@ -203,7 +203,7 @@ def test_export_refuses_a_volume_too_small_for_the_merged_model(home):
     small.mkdir()
     subprocess.run(["mount", "-t", "tmpfs", "-o", "size=1m", "tmpfs", str(small)], check=True)
     script = ("import sys, torch\nfrom types import SimpleNamespace\nfrom pathlib import Path\n"
-              "from chatlike_runner.train.export import need_space\nfrom chatlike_runner.train.errors import TrainError\n"
+              "from chatlike_runner.train.gguf import need_space\nfrom chatlike_runner.train.errors import TrainError\n"
               "model = torch.nn.Linear(1000, 1000)\n"
               "try:\n    need_space(SimpleNamespace(model=model), Path(sys.argv[1]), 'q8_0')\nexcept TrainError as e:\n"
               "    print(e.format_message())\n")

@@ -15,7 +15,7 @@ from chatlike_runner.train import config as cfg
 from chatlike_runner.train import manifest
 from chatlike_runner.train.errors import TrainError
 from chatlike_runner.train.gpus import count_from_env, parse_smi
-from chatlike_runner.train.launch import exit_code, train_command
+from chatlike_runner.train.training import exit_code, train_command
 from chatlike_runner.train.validate import DatasetFormat, conversation, problems_summary, unknown_keys
 
 REPO = Path(__file__).parents[1]

@@ -16,13 +16,13 @@ from typing import TYPE_CHECKING
 
 import click
 
-from . import __version__, build, preflight, registry, rented, renting, reproduce, runs
+from . import __version__, build, preflight, registry, rented, reproduce, runs, skytask
 from . import constants as c
 from .errors import ChatlikeError
 from .events import (ChatReady, Event, Following, JobDone, Log, Note, Outcome, Progress, Pushed, Question, Said,
                      TaskReady)
 from .follow import uninterruptible
-from .flags import parse_gpus
+from .parsing import parse_gpus
 from .plan import build_plan
 from .progress import Display
 from .smoke import example_dataset
@@ -61,11 +61,11 @@ def console() -> Console:
 def rent_options(command):
     """--on and the choices of a rented box, shared by `start` and `reproduce`."""
     options = [
-        click.option("--on", "on", type=click.Choice(rented.PROVIDERS), help="Rent the GPUs: run on a Runpod pod or Lambda VMs through SkyPilot (pip install 'chatlike-runner[cloud]'); the image by registry digest (see `push`)."),
+        click.option("--on", "on", type=click.Choice(skytask.PROVIDERS), help="Rent the GPUs: run on a Runpod pod or Lambda VMs through SkyPilot (pip install 'chatlike-runner[cloud]'); the image by registry digest (see `push`)."),
         click.option("--gpu", "gpu", metavar="TYPE:COUNT", help="With --on: GPUs per node.  [default: RTX3090:2 on runpod, A6000:2 on lambda]"),
         click.option("--nodes", default=1, show_default=True, help="With --on lambda: machines, joined by accelerate's multi-node launch (untested on real hardware)."),
         click.option("--spot", is_flag=True, help="With --on runpod: spot (interruptible) pricing."),
-        click.option("--disk", type=int, help=f"With --on runpod: the pod's disk, in GB (a Lambda VM's is its instance type's).  [default: {rented.DEFAULT_DISK_GB}]"),
+        click.option("--disk", type=int, help=f"With --on runpod: the pod's disk, in GB (a Lambda VM's is its instance type's).  [default: {skytask.DEFAULT_DISK_GB}]"),
         click.option("--keep", is_flag=True, help="With --on: leave the cluster up after the run (it keeps billing)."),
         click.option("--dry-run", is_flag=True, help="With --on: write the SkyPilot task, check it offline and print it; launch nothing."),
     ]
@@ -75,7 +75,7 @@ def rent_options(command):
 
 
 def _rented(on: str | None, gpu: str | None, nodes: int, spot: bool, disk: int | None, keep: bool,
-            dry_run: bool) -> rented.Rented | None:
+            dry_run: bool) -> skytask.Rented | None:
     """The rented box `--on` asks for; None without --on (where its options mean nothing and are refused)."""
     if on is None:
         given = [name for name, value in (("--gpu", gpu), ("--nodes", nodes != 1), ("--spot", spot),
@@ -84,7 +84,7 @@ def _rented(on: str | None, gpu: str | None, nodes: int, spot: bool, disk: int |
         if given:
             raise click.UsageError(f"{', '.join(given)} only apply to rented boxes: add --on runpod or --on lambda")
         return None
-    return rented.rented(on, gpu, nodes=nodes, spot=spot, disk_gb=disk, keep=keep)
+    return skytask.rented(on, gpu, nodes=nodes, spot=spot, disk_gb=disk, keep=keep)
 
 
 class _Chat:
@@ -362,9 +362,9 @@ def start(config: Path | None, smoke: bool, data: Path | None, out: Path, image:
     if where is not None:
         if smoke or detach or config is None:
             raise click.UsageError("--on trains CONFIG on rented GPUs and follows it: give CONFIG, without --smoke or --detach")
-        image = rented.launch_image(image, registry.last_pushed())
+        image = skytask.launch_image(image, registry.last_pushed())
         plan = build_plan(config, data=data, out=out, image=image, env=env, validate=False, fit_check=fit_check)
-        _show(renting.start_on(plan, where, image, dry_run=dry_run, stop_timeout=stop_timeout))
+        _show(rented.start_on(plan, where, image, dry_run=dry_run, stop_timeout=stop_timeout))
         return
     if smoke:
         config = config or c.SMOKE_CONFIG
@@ -384,8 +384,8 @@ def start(config: Path | None, smoke: bool, data: Path | None, out: Path, image:
 @cli.command(name="estimate")
 @click.argument("config", type=click.Path(path_type=Path, dir_okay=False))
 @click.option("--data", type=click.Path(path_type=Path, dir_okay=False), help="Dataset to count (JSON Lines).  [default: the config's]")
-@click.option("--gpu", "gpu", metavar="TYPE:COUNT", help=f"GPUs to estimate for, such as RTX3090:2 or H100:1.  [default: the engine's; with --on, {', '.join(f'{k} {v}' for k, v in rented.DEFAULT_GPU.items())}]")
-@click.option("--on", "on", type=click.Choice(rented.PROVIDERS), help="Price the run at this provider's price in SkyPilot's catalog.")
+@click.option("--gpu", "gpu", metavar="TYPE:COUNT", help=f"GPUs to estimate for, such as RTX3090:2 or H100:1.  [default: the engine's; with --on, {', '.join(f'{k} {v}' for k, v in skytask.DEFAULT_GPU.items())}]")
+@click.option("--on", "on", type=click.Choice(skytask.PROVIDERS), help="Price the run at this provider's price in SkyPilot's catalog.")
 @click.option("--spot", is_flag=True, help="With --on runpod: the spot price.")
 @click.option("--json", "as_json", is_flag=True, help="Print the estimate as JSON.")
 @click.option("--image", help=f"Image to count parameters in where the training stack is not installed here.  [default: {c.DEFAULT_IMAGE}, else {c.CPU_IMAGE}]")

@@ -42,7 +42,7 @@ finally:
 
 from . import constants as c
 from .errors import ChatlikeError
-from .flags import split_tag
+from .parsing import split_tag
 
 CHUNK = 1 << 20
 SSH_POOLS = 4

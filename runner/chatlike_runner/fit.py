@@ -27,7 +27,7 @@ from .engine import Engine
 from .errors import ChatlikeError
 from .events import Note
 from .plan import RunPlan
-from .rented import Rented
+from .skytask import Rented
 
 INSTALL = "pip install 'chatlike-runner[estimate]'"
 INSIDE = "/tmp/chatlike-estimate"  # where the config and dataset go in the throwaway container
@@ -209,8 +209,8 @@ def for_command(config: Path, data: Path | None, gpu: str | None, on: str | None
                 host: str | None) -> Estimate:
     """`chatlike-runner estimate`: the config on the GPUs named (`--gpu`), else the provider's default (`--on`),
     else the Docker engine's own; priced at SkyPilot's catalog price with `--on`."""
-    from .flags import GpuRequest, parse_gpu_type
-    from .rented import DEFAULT_GPU
+    from .parsing import GpuRequest, parse_gpu_type
+    from .skytask import DEFAULT_GPU
     from .train.config import dataset_paths
 
     raw = load_config(config)

@@ -20,8 +20,8 @@ from . import constants as c
 from .engine import Attached, Engine, Image, Run
 from .errors import ChatlikeError
 from .events import ChatReady, Event, Following, JobDone, Note, Progress, Question, Said
-from .flags import parse_env_names, parse_gpus
 from .follow import CtrlC, follow, uninterruptible
+from .parsing import parse_env_names, parse_gpus
 from .plan import JobPlan, container_options
 from .progress import lines
 from .redact import redactor

@@ -17,7 +17,7 @@ import yaml
 from . import constants as c
 from .configfile import load_config
 from .errors import ChatlikeError
-from .flags import GpuRequest, Ulimit, parse_env_names, parse_gpus, parse_size, parse_ulimit
+from .parsing import GpuRequest, Ulimit, parse_env_names, parse_gpus, parse_size, parse_ulimit
 
 _RUN_ID = re.compile(r"^[a-z0-9][a-z0-9-]{2,62}$")
 # A dataset path that names a local file; anything else may be a Hugging Face hub id.

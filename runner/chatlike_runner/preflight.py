@@ -18,7 +18,7 @@ from typing import Any
 from . import constants as c
 from .engine import Engine, Image, NoGpuRuntime
 from .errors import ChatlikeError
-from .flags import GpuRequest, parse_gpus
+from .parsing import GpuRequest, parse_gpus
 from .plan import RunPlan, container_options, device_request
 from .train.gpus import older_than
 

@@ -17,7 +17,7 @@ from typing import Any, TypeVar
 from .engine import Engine
 from .errors import ChatlikeError
 from .events import Event, Following, Log, Note, Pushed
-from .flags import split_tag
+from .parsing import split_tag
 
 T = TypeVar("T")
 

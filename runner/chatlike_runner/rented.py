@@ -1,149 +1,362 @@
-"""Rented boxes: a run on a Runpod pod or Lambda VMs through SkyPilot, described as plain data.
+"""Runs on rented boxes (`start --on`, and `resume` of such a run): stage → write and check the SkyPilot task →
+launch → follow → collect → tear down, into the same OUT/<run-id>/ layout and manifest as a run on an engine.
 
-The SkyPilot task is built here without importing SkyPilot: the training image by registry digest (a rented box
-cannot see your engine's images, and a tag could move), the run's staged inputs with their SHA256SUMS as a file
-mount, secrets by name only (their values reach SkyPilot at launch, never a file), and the run command, which
-checks the host's driver, puts the inputs in place and checks them, and starts `chatlike-train run` as root (the
-image drops to its unprivileged user itself). skypilot.py validates and launches it.
-
-Uploads land under /tmp/: SkyPilot rsyncs a file mount aimed there (or under ~/) straight to its target, while
-any other target is rsynced under ~/.sky/file_mounts/ and linked into place, which fails on a folder the image
-already has (/chatlike/input) and would point into root's home (mode 700), out of the training user's reach.
-The run script moves them into place as root.
+The run's launch folder, OUT/<run-id>.sky/, holds the task (task.yaml) and what it uploads: the staged inputs
+and, when resuming, the earlier outputs. `--dry-run` leaves it for inspection; a launch removes it at the end.
+After the launch, every failure is one line that says what became of the cluster: torn down when nothing more can
+come home from it, else left up with the commands that copy its outputs and tear it down.
 """
 
 from __future__ import annotations
 
+import contextlib
+import json
+import os
 import shlex
+import shutil
+import time
+from collections.abc import Callable, Generator, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from . import constants as c
-from .errors import ChatlikeError
-from .flags import parse_gpu_type
-from .plan import RunPlan
+import yaml
 
-PROVIDERS = ("runpod", "lambda")
-DEFAULT_GPU = {"runpod": "RTX3090:2", "lambda": "A6000:2"}  # the seed's 2x 24 GB; Lambda has no RTX 3090
-DEFAULT_DISK_GB = 200  # the image (~15 GB), the 8B base in the model cache (~16 GB), checkpoints
-UPLOAD = "/tmp/chatlike-upload"  # where the task's file mounts land on the box (see above)
-# Absolute: ssh sessions and SkyPilot's run script do not always get the image's PATH.
-TRAIN = "/opt/venv/bin/chatlike-train"
-WORKDIR = "/chatlike/work"
-MAIN_PORT = 29500  # accelerate's rendezvous port on the head node of a multi-node run
+from . import artifacts, fit, skypilot, skytask, stage
+from . import constants as c
+from .engine import Run
+from .errors import ChatlikeError
+from .events import Event, Following, Log, Note, Outcome, TaskReady
+from .follow import CtrlC, Tail
+from .plan import RunPlan, replan
+from .progress import progress_bar
+from .records import Record
+from .redact import redactor
+from .skytask import Rented
+from .unpack import unpack
+
+TASK = "task.yaml"
+LOG = "container.log"
+EARLIER_SKIPPED = (artifacts.MANIFEST, artifacts.CONTAINER_LOG, c.RUN_INPUTS)
+ACTIVE = ("INIT", "PENDING", "SETTING_UP", "RUNNING")  # SkyPilot's job states before the job ends
+RECONNECTS = 5  # log streams a run may lose and follow again before the box counts as lost
+RECONNECT_WAIT = 2.0  # seconds between them
+
+
+class _TaskDumper(yaml.SafeDumper):
+    """YAML as people write SkyPilot tasks: the run script as a literal block."""
+
+
+_TaskDumper.add_representer(str, lambda dumper, value: dumper.represent_scalar(
+    "tag:yaml.org,2002:str", value, style="|" if "\n" in value else None))
+
+
+def launch_folder(out_dir: Path, run_id: str) -> Path:
+    return out_dir / f"{run_id}.sky"
+
+
+def _price(value: float | None) -> str:
+    return f"${value:.2f}/h" if value is not None else "price unknown"
+
+
+def summary(placement: dict[str, Any]) -> str:
+    """`runpod, 2x RTX3090 (2x_RTX3090_SECURE) in CA, $1.00/h`; for spot, `… (spot), $0.80/h bid (on-demand
+    $1.00/h)`."""
+    gpu, _, count = placement["gpu"].partition(":")
+    nodes = f"{placement['nodes']} nodes of " if placement.get("nodes", 1) > 1 else ""
+    where = f"{placement['provider']}, {nodes}{count}x {gpu} ({placement['instance_type']}) in {placement['region']}"
+    if placement.get("spot"):
+        return (f"{where} (spot), {_price(placement.get('hourly_price_usd'))} bid "
+                f"(on-demand {_price(placement.get('on_demand_hourly_price_usd'))})")
+    return f"{where}, {_price(placement.get('hourly_price_usd'))}"
+
+
+def start_on(plan: RunPlan, where: Rented, image: str, *, dry_run: bool = False, stop_timeout: int = c.STOP_TIMEOUT,
+             expected: dict[str, str] | None = None, earlier: Path | None = None) -> Iterator[Event]:
+    """Write and check the run's SkyPilot task; unless `dry_run`, launch it, follow it, bring its outputs home
+    and tear the cluster down (unless `where.keep`). `earlier`: a stopped run's outputs to continue from."""
+    folder = launch_folder(plan.out_dir, plan.run_id)
+    shutil.rmtree(folder, ignore_errors=True)  # what an interrupted launch of this run left
+    kept = False
+    try:
+        config, estimate = _task(plan, where, image, folder, expected, earlier)
+        yield from fit.check_rented(plan, where, image)
+        text = yaml.dump(config, Dumper=_TaskDumper, sort_keys=False)
+        (folder / TASK).write_text(text, encoding="utf-8")
+        kept = dry_run  # a dry run leaves the task and its uploads to look at
+        yield TaskReady(plan.run_id, folder / TASK, text, estimate, summary(estimate), dry_run)
+        if where.spot:
+            yield Note("--spot: Runpod may take the pod back at any time; a pre-emption ends the run and its disk "
+                       "goes with it, checkpoints included: nothing comes home but what Ctrl-C brought (a .partial)",
+                       warning=True)
+        if not dry_run:
+            yield from _run(plan, where, image, config, folder, estimate, stop_timeout)
+    finally:
+        if not kept:
+            shutil.rmtree(folder, ignore_errors=True)
+
+
+def _task(plan: RunPlan, where: Rented, image: str, folder: Path, expected: dict[str, str] | None,
+          earlier: Path | None) -> tuple[dict[str, Any], dict[str, Any]]:
+    """Stage the inputs (and earlier outputs) into the launch folder; the task, checked offline, and its placement."""
+    digests: dict[str, str] = {}
+    unpack(stage.input_archive(plan, digests), folder / "input", strip=0)
+    stage.check_unchanged(plan, digests, expected, plan.reproduces)
+    outputs = _copy_earlier(earlier, folder / "output") if earlier is not None else None
+    config = skytask.task_config(plan, where, image, folder / "input", outputs)
+    return config, skypilot.validate(config)
+
+
+def _copy_earlier(partial: Path, dest: Path) -> Path:
+    """A stopped run's outputs, checkpoints included, as the new cluster's output folder (hard links: no copy)."""
+    for path in sorted(partial.rglob("*")):
+        relative = path.relative_to(partial).as_posix()
+        if relative in EARLIER_SKIPPED or relative.split("/")[0] in EARLIER_SKIPPED:
+            continue
+        target = dest / relative
+        if path.is_dir():
+            target.mkdir(parents=True, exist_ok=True)
+            continue
+        target.parent.mkdir(parents=True, exist_ok=True)
+        try:
+            os.link(path, target)
+        except OSError:
+            shutil.copy2(path, target)
+    dest.mkdir(parents=True, exist_ok=True)
+    return dest
 
 
 @dataclass(frozen=True)
-class Rented:
-    """Where a run is rented: provider, GPU type and count per node, nodes, spot, disk, and whether to keep it."""
+class Ended:
+    """How following a rented run ended, when not with its job's end: stopped by Ctrl-C; refused by chatlike-train
+    (its line); or lost, with why (the box stopped answering, or its log stream kept breaking)."""
 
-    provider: str
-    gpu: str
-    gpu_count: int
-    nodes: int = 1
-    spot: bool = False
-    disk_gb: int | None = DEFAULT_DISK_GB  # None: the provider's own (Lambda's VMs come with a fixed disk)
-    keep: bool = False
-
-    def flags(self) -> dict[str, Any]:
-        return {"provider": self.provider, "gpu": f"{self.gpu}:{self.gpu_count}", "nodes": self.nodes,
-                "spot": self.spot, "disk_gb": self.disk_gb, "keep": self.keep}
+    stopped: bool = False
+    refused: str | None = None
+    lost: str | None = None
 
 
-def cluster_name(run_id: str) -> str:
-    return f"chatlike-{run_id}"
+def _run(plan: RunPlan, where: Rented, image: str, config: dict[str, Any], folder: Path, estimate: dict[str, Any],
+         stop_timeout: int) -> Iterator[Event]:
+    cluster = config["name"]
+    secrets = {name: os.environ[name] for name in plan.env_names if os.environ.get(name)}
+    remote = skypilot.remote_api_server()
+    if remote is not None:
+        raise ChatlikeError(f"SkyPilot's API server is {remote}, not a local one: it writes no ssh alias for "
+                            f"{cluster} on this machine, so neither Ctrl-C nor the copy home could reach the box. "
+                            "Launch with a local API server (`sky api logout`; `sky api start` starts one)")
+    with CtrlC() as ctrl_c:
+        try:
+            job = yield from skypilot.launch(config, secrets)
+        except BaseException:
+            _down_after_failure(cluster)
+            raise
+        try:
+            yield from _after_launch(plan, where, image, config, folder, estimate, stop_timeout, job, ctrl_c)
+        except ChatlikeError:
+            raise
+        except Exception as exc:  # whatever broke, the one line says what became of the cluster
+            raise _failed(plan, cluster, f"{type(exc).__name__}: {skypilot.first_line(exc)}", job,
+                          _snapshot(plan, where, image, estimate, folder)) from None
 
 
-def rented(provider: str, gpu: str | None = None, *, nodes: int = 1, spot: bool = False,
-           disk_gb: int | None = None, keep: bool = False) -> Rented:
-    """Check the choices that no provider could honour, before anything is launched. `disk_gb`: None for the
-    provider's default."""
-    if provider not in PROVIDERS:
-        raise ChatlikeError(f"--on {provider!r}: chatlike-runner rents from {' or '.join(PROVIDERS)}")
-    gpu_type, gpu_count = parse_gpu_type(gpu or DEFAULT_GPU[provider])
-    if nodes < 1:
-        raise ChatlikeError("--nodes must be 1 or more")
-    if nodes > 1 and provider == "runpod":
-        raise ChatlikeError("--nodes: Runpod pods cannot be joined into one run through SkyPilot; "
-                            "use --on lambda for several nodes, or more GPUs on one pod (--gpu H100:8)")
-    if spot and provider == "lambda":
-        raise ChatlikeError("--spot: Lambda has no spot instances; drop --spot, or rent spot GPUs with --on runpod")
-    if disk_gb is not None and provider == "lambda":
-        raise ChatlikeError("--disk: a Lambda VM comes with the disk of its instance type, which SkyPilot cannot "
-                            "resize; drop --disk")
-    if disk_gb is not None and disk_gb < 50:
-        raise ChatlikeError("--disk must be at least 50 (GB): the image and an 8B base model alone take ~30 GB")
-    if provider == "runpod" and disk_gb is None:
-        disk_gb = DEFAULT_DISK_GB
-    return Rented(provider, gpu_type, gpu_count, nodes, spot, disk_gb, keep)
-
-
-def from_flags(flags: dict[str, Any]) -> Rented:
-    """The rented box a run's manifest recorded (`flags.on`), to resume or reproduce it there again."""
-    disk = flags.get("disk_gb")
-    return rented(flags["provider"], flags["gpu"], nodes=int(flags.get("nodes", 1)), spot=bool(flags.get("spot")),
-                  disk_gb=int(disk) if disk is not None and flags["provider"] != "lambda" else None,
-                  keep=bool(flags.get("keep")))
-
-
-def launch_image(image: str | None, last_pushed: dict[str, Any] | None) -> str:
-    """The image a rented box runs, always by digest: `--image` when it names one, else the last `push`'s."""
-    if image is not None:
-        if "@sha256:" not in image or "/" not in image.split("@")[0]:
-            raise ChatlikeError(f"--image {image}: a rented box pulls the image from a registry by digest, such as "
-                                "ghcr.io/you/chatlike-train@sha256:…; `chatlike-runner push REF` pushes yours and "
-                                "prints it")
-        return image
-    if not last_pushed or "@sha256:" not in str(last_pushed.get("ref")):
-        raise ChatlikeError("no image pushed yet: a rented box cannot see your engine's images. Run "
-                            "`chatlike-runner push ghcr.io/you/chatlike-train:v1` (any registry the box can reach) "
-                            "first, or pass --image REF@sha256:…")
-    return str(last_pushed["ref"])
-
-
-def run_script(rented: Rented, resumed: bool = False) -> str:
-    """What the box runs, as root: the driver first (the image states its minimum), then the uploaded inputs (and
-    a stopped run's outputs, `resumed`) moved into place and checked against their SHA256SUMS, then training."""
-    refuse_inputs = shlex.quote(f"{c.REFUSED}the inputs that reached the box differ from the ones staged at home "
-                                f"({c.INPUT_SUMS}); nothing was trained: start the run again")
-    lines = ["set -eu", f"{TRAIN} check-driver",
-             f"rm -rf {c.INPUT_DIR} && mv {UPLOAD}/input {c.INPUT_DIR} && chmod -R a+rX {c.INPUT_DIR}",
-             f"(cd {c.INPUT_DIR} && sha256sum --check --quiet {c.INPUT_SUMS}) || {{ echo {refuse_inputs}; exit 2; }}"]
-    if resumed:  # chatlike-train run gives them to the training user
-        lines.append(f"find {UPLOAD}/output -mindepth 1 -maxdepth 1 -exec mv -t {c.OUTPUT_DIR} {{}} +")
-    lines.append(f"cd {WORKDIR}")  # the image's working folder, the training user's: relative paths of the config land here
-    command = [TRAIN, "run", f"{c.INPUT_DIR}/{c.CONFIG_NAME}"]
-    if rented.nodes > 1:
-        lines.append('MAIN_ADDRESS="$(printf "%s\\n" "$SKYPILOT_NODE_IPS" | head -n 1)"')
-        lines.append(f"exec {shlex.join(command)} --nodes \"$SKYPILOT_NUM_NODES\" --node-rank \"$SKYPILOT_NODE_RANK\" "
-                     f"--main-address \"$MAIN_ADDRESS\" --main-port {MAIN_PORT}")
+def _after_launch(plan: RunPlan, where: Rented, image: str, config: dict[str, Any], folder: Path,
+                  estimate: dict[str, Any], stop_timeout: int, job: int,
+                  ctrl_c: CtrlC) -> Iterator[Event]:
+    cluster = config["name"]
+    placement = skypilot.placement(cluster) or estimate
+    yield Note(f"run {plan.run_id} started on {summary(placement)} (cluster {cluster})")
+    ended = yield from _follow(plan, cluster, job, folder / LOG, ctrl_c, stop_timeout)
+    if ended.lost is not None:
+        raise _failed(plan, cluster, ended.lost, job, _snapshot(plan, where, image, placement, folder))
+    if ended.refused is not None:
+        yield Note(f"tearing down {cluster}…")
+        skypilot.down(cluster)
+        raise ChatlikeError(f"{ended.refused.removeprefix(c.REFUSED)} (cluster {cluster} torn down; nothing was "
+                            "trained)")
+    try:
+        path, run = collect(plan, where, image, placement, folder, not ended.stopped, _outputs(cluster))
+    except ChatlikeError as exc:
+        raise _failed(plan, cluster, exc.format_message()) from None
+    if where.keep:
+        yield Note(f"cluster {cluster} is still up (--keep) and billing {_price(placement.get('hourly_price_usd'))}: "
+                   f"`ssh {cluster}` reaches it, `sky down {cluster}` ends it", warning=True)
     else:
-        lines.append(f"exec {shlex.join(command)}")
-    return "\n".join(lines) + "\n"
+        yield Note(f"tearing down {cluster}…")
+        skypilot.down(cluster)
+    yield Outcome(plan.run_id, run.exit_code if run.exit_code is not None else 1, run.status, path)
 
 
-def task_config(plan: RunPlan, rented: Rented, image: str, inputs: Path, outputs: Path | None = None) -> dict[str, Any]:
-    """The SkyPilot task of a run: `inputs` is the staged input folder (config, data, SHA256SUMS) to upload;
-    `outputs`, a stopped run's earlier outputs (checkpoints) to upload where training continues from them."""
-    mounts = {f"{UPLOAD}/input": str(inputs)}
-    if outputs is not None:
-        mounts[f"{UPLOAD}/output"] = str(outputs)
-    resources: dict[str, Any] = {
-        "infra": rented.provider,
-        "accelerators": {rented.gpu: rented.gpu_count},
-        "image_id": f"docker:{image}",
-        "use_spot": rented.spot,
-    }
-    if rented.disk_gb is not None:
-        resources["disk_size"] = rented.disk_gb
-    return {
-        "name": cluster_name(plan.run_id),
-        "resources": resources,
-        "num_nodes": rented.nodes,
-        "file_mounts": mounts,
-        "envs": {**c.TRAINING_ENV, "CHATLIKE_RUN_ID": plan.run_id},
-        # Names only: SkyPilot takes the values at launch (from this process's environment) and sets them on the box.
-        "secrets": dict.fromkeys(plan.env_names),
-        "run": run_script(rented, resumed=outputs is not None),
-    }
+def _outputs(cluster: str) -> Callable[[Path], None]:
+    """What copies the cluster's output folder into a folder at home."""
+    return lambda tmp: skypilot.fetch(cluster, c.OUTPUT_DIR, tmp)
+
+
+def _snapshot(plan: RunPlan, where: Rented, image: str, placement: dict[str, Any], folder: Path) -> Callable[[], Path]:
+    """What brings the run's outputs so far home as OUT/<run-id>.partial (resumable), and says where."""
+    return lambda: collect(plan, where, image, placement, folder, False, _outputs(skytask.cluster_name(plan.run_id)))[0]
+
+
+def _failed(plan: RunPlan, cluster: str, what: str, job: int | None = None,
+            snapshot: Callable[[], Path] | None = None) -> ChatlikeError:
+    """The one line after a failure on a launched cluster. While the box answers, its outputs so far come home
+    (`snapshot`, as OUT/<run-id>.partial) and, unless its job is known to have ended, the cluster stays up for what
+    is still to come, the line giving the copy and the tear-down commands. When it does not answer (pre-empted,
+    ended by its provider, unreachable), nothing can come home: it is torn down so that it stops billing."""
+    if skypilot.answers(cluster):
+        kept, fetched = "", None
+        if snapshot is not None:
+            try:
+                fetched = snapshot()
+                kept = f"; its outputs so far are in {fetched}"
+            except ChatlikeError as exc:
+                kept = f"; copying its outputs home failed too ({exc.format_message()})"
+        status = skypilot.job_status(cluster, job) if fetched is not None and job is not None else None
+        if status is not None and status not in ACTIVE:  # nothing more will come: what came home is all of it
+            return ChatlikeError(f"{what}{kept}. Its job had ended ({status}): "
+                                 + _torn_down(cluster, f"cluster {cluster} was torn down"), 1)
+        copy = shlex.join(skypilot.rsync_command(cluster, c.OUTPUT_DIR, plan.out_dir / f"{plan.run_id}.copied"))
+        return ChatlikeError(f"{what}{kept}. Cluster {cluster} is left up so that nothing is lost (it bills while "
+                             f"up): copy its outputs home with `{copy}`, then `sky down {cluster}`", 1)
+    return ChatlikeError(f"{what}; the box no longer answers (pre-empted, or ended by its provider), so nothing came "
+                         "home and its disk, checkpoints included, is gone. "
+                         + _torn_down(cluster, f"Cluster {cluster} was torn down; start the run again"), 1)
+
+
+def _torn_down(cluster: str, done: str) -> str:
+    """Tear the cluster down: `done` when it went, else why not and how to."""
+    try:
+        skypilot.down(cluster)
+    except ChatlikeError as exc:
+        return exc.format_message()
+    return done
+
+
+def _down_after_failure(cluster: str) -> None:
+    try:
+        skypilot.down(cluster)
+    except Exception:  # the launch's own error is the one to report; down's failure names `sky down`
+        pass
+
+
+def _follow(plan: RunPlan, cluster: str, job: int, log_path: Path, ctrl_c: CtrlC,
+            stop_timeout: int) -> Generator[Event, None, Ended]:
+    """The run's log until its job ends, Ctrl-C stops it gracefully, or the box stops answering. Every line is kept
+    for the log. A stream lost while the job runs is followed again from where it was (SkyPilot replays a job's
+    log from its start: the lines already read are skipped)."""
+    redact = redactor(plan.env_names)
+    yield Following(plan.run_id)
+    seen, refused, finished, streams = 0, None, None, 0
+    with log_path.open("a", encoding="utf-8") as log:
+
+        def shown(tail: Tail, job_log: skypilot.JobLog, skip: int, **until: Any) -> Iterator[Log]:
+            nonlocal seen, refused, finished
+            for raw in tail.lines(**until):
+                line = job_log.read(redact(raw))
+                if line.rank is None:  # SkyPilot's own: only how the job finished goes into the run's log
+                    if line.finished:
+                        finished = line.finished
+                        log.write(line.text + "\n")
+                    continue
+                if skip:
+                    skip -= 1
+                    continue
+                seen += 1
+                if not line.text.strip():
+                    continue
+                log.write(line.text + "\n")
+                if line.text.startswith(c.REFUSED):
+                    refused = line.text
+                if line.rank == 0 or not progress_bar(line.text):
+                    yield Log(line.text if line.rank == 0 else f"[node {line.rank}] {line.text}")
+
+        while True:
+            streams += 1
+            tail, job_log, broke = Tail(skypilot.logs(cluster, job)), skypilot.JobLog(), ""
+            try:
+                yield from shown(tail, job_log, seen, stop=ctrl_c.pressed)
+            except Exception as exc:  # the stream broke: how the job stands decides what comes next
+                broke = f" ({skypilot.first_line(exc)})"
+            if ctrl_c.pressed.is_set():
+                break
+            if finished is not None or refused is not None:
+                return Ended(refused=refused)
+            status = skypilot.job_status(cluster, job)
+            if status is not None and status not in ACTIVE:
+                return Ended()
+            if status is None and not skypilot.answers(cluster):
+                return Ended(lost=f"run {plan.run_id} lost its box while it trained{broke}")
+            if streams > RECONNECTS:
+                return Ended(lost=f"the log stream of run {plan.run_id} broke {streams} times{broke}")
+            yield Note(f"the log stream from {cluster} was lost{broke}; the run goes on: following it again",
+                       warning=True)
+            time.sleep(RECONNECT_WAIT)
+            yield Following(plan.run_id)
+        yield Note(f"stopping run {plan.run_id} (up to {stop_timeout}s for it to save)...", warning=True)
+        try:
+            skypilot.stop(cluster)
+        except ChatlikeError:  # training had not started (no pid yet): nothing to save
+            skypilot.cancel(cluster, job)
+        yield Following(plan.run_id)
+        with contextlib.suppress(Exception):  # what the box says while it saves; its end is read from the outputs
+            yield from shown(tail, job_log, 0, timeout=stop_timeout)
+        if not tail.ended:
+            skypilot.cancel(cluster, job)
+    return Ended(stopped=True)
+
+
+def collect(plan: RunPlan, where: Rented, image: str, placement: dict[str, Any], folder: Path, complete: bool,
+            fetch: Callable[[Path], None]) -> tuple[Path, Run]:
+    """Bring the run's outputs home (`fetch(tmp)` copies the cluster's output folder into tmp) with its staged
+    configs, the followed log and the manifest; published as OUT/<run-id> (or .partial when stopped)."""
+    ended: list[Run] = []
+
+    def fill(tmp: Path) -> dict[str, Any]:
+        fetch(tmp)
+        files = [{"path": p.relative_to(tmp).as_posix(), "size": p.stat().st_size}
+                 for p in sorted(tmp.rglob("*")) if p.is_file()]
+        inputs = tmp / c.RUN_INPUTS
+        inputs.mkdir()
+        for name in (c.CONFIG_NAME, c.ORIGINAL_CONFIG_NAME, c.INPUT_SUMS):
+            shutil.copy2(folder / "input" / name, inputs / name)
+        (tmp / artifacts.CONTAINER_LOG).parent.mkdir(parents=True, exist_ok=True)
+        shutil.copy2(folder / LOG, tmp / artifacts.CONTAINER_LOG)
+        run = _ended(plan, where, image, tmp, complete)
+        ended.append(run)
+        sums = artifacts.parse_sums((inputs / c.INPUT_SUMS).read_text(encoding="utf-8"))
+        return artifacts.manifest(run=run, image={"ref": image, "id": None, "digests": [image]},
+                                  engine={"skypilot_cluster": run.container_id}, inputs=sums, files=files,
+                                  rented=placement)
+
+    path = artifacts.publish(plan.out_dir, plan.run_id, complete, fill)
+    return path, ended[0]
+
+
+def _ended(plan: RunPlan, where: Rented, image: str, outputs: Path, complete: bool) -> Run:
+    """How the run ended, from the train-manifest.json chatlike-train wrote on the box (none: it never trained)."""
+    try:
+        train = json.loads((outputs / "train-manifest.json").read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        train = {}
+    code = train.get("exit_code")
+    if not complete:
+        status, code = "stopped", c.INTERRUPTED_EXIT
+    else:
+        status, code = ("succeeded", 0) if code == 0 else ("failed", code or 1)
+    return Run(id=plan.run_id, container_id=skytask.cluster_name(plan.run_id),
+               flags={**plan.flags(), "on": where.flags()}, status=status, exit_code=code, oom_killed=False,
+               started_at=train.get("started"), finished_at=train.get("ended"), image_id=image, image_digests=(image,))
+
+
+def resume_on(record: Record, out_dir: Path, stop_timeout: int) -> Iterator[Event]:
+    """Continue a rented run stopped by Ctrl-C on a new cluster, from its checkpoints in OUT/<run-id>.partial."""
+    try:
+        flags = record.flags
+        where, image = skytask.from_flags(flags["on"]), flags["image"]
+        plan = replan(flags, record.run_id, out_dir)
+    except (KeyError, TypeError, ValueError):
+        raise ChatlikeError(f"{record.folder / c.RUN_MANIFEST} is not a whole manifest of a run on a rented box; "
+                            "cannot resume from it") from None
+    yield Note(f"resuming run {plan.run_id} on a new {where.provider} cluster from {record.folder}")
+    yield from start_on(plan, where, image, stop_timeout=stop_timeout, expected=record.trained_on,
+                        earlier=record.folder)

@@ -11,14 +11,14 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-from . import records, registry, rented, renting, runs
+from . import records, registry, rented, runs, skytask
 from . import constants as c
 from .errors import ChatlikeError
 from .events import Event, Note, Outcome
-from .flags import parse_env_names, parse_gpus, parse_ulimit
+from .parsing import parse_env_names, parse_gpus, parse_ulimit
 from .plan import RunPlan, new_run_id, staged_path
 from .progress import loss_curve
-from .rented import Rented
+from .skytask import Rented
 
 FIRST_STEPS = 5
 LOSS_TOLERANCE = 0.01  # CPU training here is not bit-for-bit deterministic: two runs drift by ~1e-3 by step 5
@@ -73,10 +73,10 @@ def rented_image(manifest: dict[str, Any], image: str | None) -> str:
     """The run's image by registry digest, for a rented box: given, recorded, or the last push of the same image."""
     recorded = image_of(manifest, image)
     if registry.is_digest(recorded):
-        return rented.launch_image(recorded, None)
+        return skytask.launch_image(recorded, None)
     pushed = registry.last_pushed()
     if pushed and pushed.get("image_id") == recorded:
-        return rented.launch_image(None, pushed)
+        return skytask.launch_image(None, pushed)
     raise ChatlikeError(f"run {manifest['run_id']}'s image {recorded[:19]} was never pushed, and a rented box can only "
                         f"pull from a registry: `chatlike-runner push REGISTRY/NAME:TAG --image {recorded}`, then "
                         "reproduce again")
@@ -94,7 +94,7 @@ def reproduce(host: str | None, ref: str, out_dir: Path, image: str | None, stop
     expected = record.trained_on
     yield Note(f"reproducing run {manifest['run_id']} as run {plan.run_id}: image {plan.image}, its staged config, "
                "its data checked by sha256")
-    started = (renting.start_on(plan, where, plan.image, dry_run=dry_run, stop_timeout=stop_timeout, expected=expected)
+    started = (rented.start_on(plan, where, plan.image, dry_run=dry_run, stop_timeout=stop_timeout, expected=expected)
                if where is not None else runs.start(plan, stop_timeout, expected))
     for event in started:
         if isinstance(event, Outcome) and event.status == "succeeded":

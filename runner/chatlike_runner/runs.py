@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections.abc import Generator, Iterator
 from pathlib import Path
 
-from . import artifacts, build, fit, preflight, records, registry, renting, stage
+from . import artifacts, build, fit, preflight, records, registry, rented, stage
 from . import constants as c
 from .collect import collect
 from .engine import Engine, Run
@@ -99,7 +99,7 @@ def resume(host: str | None, ref: str, out_dir: Path, stop_timeout: int = c.STOP
     rented_copy = next((record for record in copies if record.rented), None)
     if rented_copy is not None:
         _refuse_if_final(out_dir, rented_copy.run_id)
-        yield from renting.resume_on(rented_copy, out_dir, stop_timeout)
+        yield from rented.resume_on(rented_copy, out_dir, stop_timeout)
         return
     engine = Engine.connect(host)
     run = engine.find(ref)

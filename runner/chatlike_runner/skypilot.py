@@ -3,7 +3,7 @@ launch it, follow its log, ask how its job stands, stop its training, copy its o
 cluster down.
 
 SkyPilot is an optional extra (`pip install 'chatlike-runner[cloud]'`, ~560 MB): imported only here, and only
-when a run goes to a rented box (renting.py).
+when a run goes to a rented box (rented.py).
 """
 
 from __future__ import annotations
@@ -22,7 +22,7 @@ from .errors import ChatlikeError
 from .events import Note
 
 INSTALL = "pip install 'chatlike-runner[cloud]'"
-PID_FILE = "/tmp/chatlike-train.pid"  # written by `chatlike-train run` (train/cli.py)
+PID_FILE = "/tmp/chatlike-train.pid"  # written by `chatlike-train run` (train/entrypoint.py)
 SHORT = 240  # characters of a SkyPilot error kept on the one line
 ANSWER_TIMEOUT = 15  # seconds the box gets to answer ssh before it counts as gone
 CATALOG = "https://github.com/skypilot-org/skypilot-catalog"

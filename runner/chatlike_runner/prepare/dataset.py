@@ -21,9 +21,9 @@ import ijson
 
 from ..errors import ChatlikeError
 from . import messages, privacy
-from .export import HOW_TO_EXPORT, Chat, HashingReader, chats, resolve, user_id
 from .samples import contents, encoded, spans
 from .split import heldout_flags
+from .telegram import HOW_TO_EXPORT, Chat, HashingReader, chats, resolve, user_id
 from .turns import Conversations, Line, TimeOrder, Turn
 
 PERSONAL = frozenset({"personal_chat"})

@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import datetime, timezone
 from typing import Any, NamedTuple
 
-from .export import user_id
+from .telegram import user_id
 
 # Telegram writes these where a file was not downloaded; they are never text.
 PLACEHOLDERS = ("(File not included", "(File exceeds maximum size")

@@ -1,5 +1,5 @@
 """python -m chatlike_runner.train: the same as the chatlike-train command."""
 
-from .cli import main
+from .entrypoint import main
 
 main()

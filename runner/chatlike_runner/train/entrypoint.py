@@ -15,7 +15,7 @@ from .. import constants as c
 from . import config as cfg
 from . import manifest
 from .gpus import older_than, visible_gpus
-from .launch import Nodes, exit_code, supervise, train_command
+from .training import Nodes, exit_code, supervise, train_command
 
 LOG_NAME = "logs/train.log"
 # Where `chatlike-train run` writes its process id: a rented box's stop (`kill -TERM`) reads it over ssh.
@@ -255,7 +255,7 @@ def chat(run_dir: Path, heldout: Path | None, max_new_tokens: int, temperature: 
 def export(run_dir: Path, heldout: Path, out_dir: Path, quant: str, name: str, base_model: str | None) -> None:
     """Merge the run in RUN_DIR into its base and write OUT_DIR/NAME.QUANT.gguf, an Ollama Modelfile and
     README.md, checked with llama.cpp against training's prompts (HELDOUT) and the merged model's logits."""
-    from .export import export as write
+    from .gguf import export as write
     from .tuned import load
     from .validate import quiet
 

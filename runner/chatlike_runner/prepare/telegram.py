@@ -5,7 +5,7 @@ builder attaches each object and array to its parent as soon as it starts, so th
 growing containers while it is parsed. Each time the parser asks for the next chunk of the file, the walk
 takes the complete messages out of their chat's list and hands them on, with a marker for each new chat.
 
-The parser runs in a child process (`python -m chatlike_runner.prepare.export`), so that parsing and the
+The parser runs in a child process (`python -m chatlike_runner.prepare.telegram`), so that parsing and the
 work on the messages use two cores: a thread of this process feeds it the file, and it sends back each
 chat and each chunk's messages marshalled, over a pipe whose few chunks are all that is ever held.
 """

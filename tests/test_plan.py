@@ -144,3 +144,37 @@ def test_a_new_run_is_fit_checked_and_a_resumed_one_is_not(workdir):
     plan = build_plan(workdir / "config.yml", gpus="all")
     assert plan.fit_check and not build_plan(workdir / "config.yml", fit_check=False).fit_check
     assert not replan(plan.flags(), plan.run_id, workdir / "outputs").fit_check  # it ran: not estimated again
+
+
+def test_resume_and_reproduce_rebuild_a_run_s_plan_through_build_plan_s_checks(workdir, monkeypatch):
+    """A resumed run gets its recorded flags back whole; a reproduced one too, with its staged config, a new id and
+    the run it reproduces; a recorded flag that no longer passes build_plan's checks is refused, not carried."""
+    import hashlib
+    import json
+
+    from chatlike_runner.plan import replan
+    from chatlike_runner.reproduce import plan_again
+
+    monkeypatch.setenv("WANDB_API_KEY", "x")
+    monkeypatch.setenv("MY_VAR", "y")
+    plan = build_plan(workdir / "config.yml", gpus="0,1", shm_size="2g", memory="16g", ulimits=["nofile=1024:2048"],
+                      env=["MY_VAR"], image="chatlike/train:cpu")
+    flags = plan.flags()
+    assert replan(flags, plan.run_id, plan.out_dir).flags() == {**flags, "validate": False}  # it was validated
+
+    folder = workdir / "outputs" / plan.run_id
+    (folder / c.RUN_INPUTS).mkdir(parents=True)
+    original = (workdir / "config.yml").read_bytes()
+    (folder / c.RUN_INPUTS / c.ORIGINAL_CONFIG_NAME).write_bytes(original)
+    (folder / c.RUN_INPUTS / c.CONFIG_NAME).write_text(plan.config_text)
+    manifest = {"run_id": plan.run_id, "flags": json.loads(json.dumps(flags)), "image": {"id": "sha256:abc"},
+                "config_sha256": hashlib.sha256(original).hexdigest()}
+    again = plan_again(folder, manifest, plan.out_dir, None, None)
+    assert again.run_id != plan.run_id and again.reproduces == plan.run_id and again.image == "sha256:abc"
+    assert again.config_text == plan.config_text and again.data == plan.data
+    ignored = {"image", "config", "reproduces", "command", "validate"}
+    assert {k: v for k, v in again.flags().items() if k not in ignored} == \
+        {k: v for k, v in flags.items() if k not in ignored}
+    manifest["flags"]["ulimits"] = ["nofile=lots"]
+    with pytest.raises(ChatlikeError, match="nofile"):
+        plan_again(folder, manifest, plan.out_dir, None, None)

@@ -277,14 +277,20 @@ def build_plan(
     smoke: bool = False,
     environ: Mapping[str, str] | None = None,
     run_id: str | None = None,
+    staged_as: tuple[str, tuple[StagedPath, ...]] | None = None,
+    reproduces: str | None = None,
 ) -> RunPlan:
-    """Check the flags and the config, and describe the run. Raises ChatlikeError on bad input."""
+    """Check the flags and the config, and describe the run. Raises ChatlikeError on bad input. `staged_as`: the
+    config as an earlier run staged it and its datasets (`reproduce`), instead of CONFIG rendered here."""
     environ = os.environ if environ is None else environ
     run_id = run_id or new_run_id()
     if not _RUN_ID.match(run_id):
         raise ChatlikeError(f"run id {run_id!r} must be 3-63 lowercase letters, digits and dashes")
-    raw = load_config(config)
-    rendered, staged = render_config(raw, config.resolve().parent, data)
+    if staged_as is None:
+        rendered, staged = render_config(load_config(config), config.resolve().parent, data)
+        config_text = yaml.safe_dump(rendered, sort_keys=False)
+    else:
+        config_text, staged = staged_as
     parsed_ulimits = tuple(parse_ulimit(u) for u in ulimits)
     if len({u.name for u in parsed_ulimits}) != len(parsed_ulimits):
         raise ChatlikeError("--ulimit names one limit twice; keep one")
@@ -293,7 +299,7 @@ def build_plan(
         image=image,
         host=host or environ.get("DOCKER_HOST") or None,
         config_path=config.resolve(),
-        config_text=yaml.safe_dump(rendered, sort_keys=False),
+        config_text=config_text,
         data=staged,
         out_dir=out.expanduser().resolve(),
         gpus=parse_gpus(gpus),
@@ -305,6 +311,26 @@ def build_plan(
         validate=validate,
         fit_check=fit_check,
         smoke=smoke,
+        reproduces=reproduces,
+    )
+
+
+def recorded(flags: Mapping[str, Any], out: Path, host: str | None = None,
+             environ: Mapping[str, str] | None = None) -> dict[str, Any]:
+    """build_plan's options as an earlier run's manifest recorded its flags (its image aside), to run it again:
+    secrets by name only, validated and estimated no more (it ran)."""
+    return dict(
+        out=out,
+        host=host or flags.get("host"),
+        gpus=flags.get("gpus") or "none",
+        shm_size=str(flags["shm_size"]) if flags.get("shm_size") else None,
+        memory=str(flags["memory"]) if flags.get("memory") else None,
+        ulimits=flags.get("ulimits") or [],
+        env=[name for name in flags.get("env") or [] if name not in c.SECRET_NAMES],
+        validate=False,
+        fit_check=False,
+        smoke=bool(flags.get("smoke")),
+        environ=environ,
     )
 
 
@@ -312,21 +338,7 @@ def replan(flags: Mapping[str, Any], run_id: str, out: Path, host: str | None = 
            environ: Mapping[str, str] | None = None) -> RunPlan:
     """The plan of an earlier run, rebuilt from the flags its manifest recorded, to resume it."""
     staged = [Path(p) for p in flags.get("data", [])]
-    options = dict(
-        out=out,
-        image=flags["image"],
-        host=host or flags.get("host"),
-        gpus=flags.get("gpus", "none"),
-        shm_size=str(flags["shm_size"]) if flags.get("shm_size") else None,
-        memory=str(flags["memory"]) if flags.get("memory") else None,
-        ulimits=flags.get("ulimits", []),
-        env=[name for name in flags.get("env", []) if name not in c.SECRET_NAMES],
-        validate=False,
-        fit_check=False,  # it ran: a resumed run is not estimated again
-        smoke=bool(flags.get("smoke")),
-        environ=environ,
-        run_id=run_id,
-    )
+    options = dict(recorded(flags, out, host, environ), image=flags["image"], run_id=run_id)
     if len(staged) != 1:
         return build_plan(Path(flags["config"]), **options)
     try:  # the config's own dataset path, unless the run was given --data (the path the config names may not exist)

@@ -6,7 +6,6 @@ steps' losses of both runs side by side.
 from __future__ import annotations
 
 import hashlib
-import os
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -15,8 +14,7 @@ from . import records, registry, rented, runs, skytask
 from . import constants as c
 from .errors import ChatlikeError
 from .events import Event, Note, Outcome
-from .parsing import parse_env_names, parse_gpus, parse_ulimit
-from .plan import RunPlan, new_run_id, staged_path
+from .plan import RunPlan, build_plan, recorded, staged_path
 from .progress import loss_curve
 from .skytask import Rented
 
@@ -43,6 +41,8 @@ def image_of(manifest: dict[str, Any], image: str | None) -> str:
 
 
 def plan_again(folder: Path, manifest: dict[str, Any], out_dir: Path, host: str | None, image: str | None) -> RunPlan:
+    """A new run of the recorded one: its original config staged as it was, its datasets where they were, its image
+    and flags, through build_plan's checks. Not estimated again: the run has run (or was started past the check)."""
     flags = manifest.get("flags") or {}
     original = folder / c.RUN_INPUTS / c.ORIGINAL_CONFIG_NAME
     if hashlib.sha256(original.read_bytes()).hexdigest() != manifest.get("config_sha256"):
@@ -53,14 +53,9 @@ def plan_again(folder: Path, manifest: dict[str, Any], out_dir: Path, host: str 
         if not path.is_file():
             raise ChatlikeError(f"dataset {path} of run {manifest['run_id']} is not there any more; restore it")
         data.append(staged_path(path, names))
-    return RunPlan(
-        run_id=new_run_id(), image=image_of(manifest, image), host=host or flags.get("host"), config_path=original,
-        config_text=(folder / c.RUN_INPUTS / c.CONFIG_NAME).read_text(encoding="utf-8"), data=tuple(data),
-        out_dir=out_dir, gpus=parse_gpus(flags.get("gpus") or "none"), shm_size=flags.get("shm_size"),
-        memory=flags.get("memory"), ulimits=tuple(parse_ulimit(u) for u in flags.get("ulimits") or []),
-        env_names=parse_env_names([n for n in flags.get("env") or [] if n not in c.SECRET_NAMES], os.environ),
-        detach=False, validate=False, fit_check=False, smoke=bool(flags.get("smoke")), reproduces=manifest["run_id"],
-    )  # no fit check: the run has run (or was started past the check on purpose)
+    config_text = (folder / c.RUN_INPUTS / c.CONFIG_NAME).read_text(encoding="utf-8")
+    return build_plan(original, image=image_of(manifest, image), staged_as=(config_text, tuple(data)),
+                      reproduces=manifest["run_id"], **recorded(flags, out_dir, host))
 
 
 def first_losses(folder: Path | None) -> list[float]:

@@ -1,5 +1,5 @@
-"""A run's copies in OUT and which way `resume` goes, without a Docker engine: the records are read from a
-temporary OUT, and the engine and the rented box are fixtures that say what was asked of them."""
+"""A run's copies in OUT, and where `start` and `resume` take a run, without a Docker engine: the records are read
+from a temporary OUT, and the engine and the rented box are fixtures that say what was asked of them."""
 
 from __future__ import annotations
 
@@ -95,3 +95,22 @@ def test_resume_with_nothing_to_resume_from_says_which(tmp_path, monkeypatch, pa
     monkeypatch.setattr(runs.Engine, "connect", lambda host: Engine())
     with pytest.raises(ChatlikeError, match=message):
         list(runs.resume(None, RUN, tmp_path))
+
+
+def test_a_run_with_a_rented_box_goes_there_and_never_to_the_engine(tmp_path, monkeypatch):
+    from chatlike_runner.plan import build_plan
+    from chatlike_runner.skytask import rented
+
+    (tmp_path / "train.jsonl").write_text("{}\n")
+    (tmp_path / "config.yml").write_text("base_model: m\ndatasets:\n  - path: train.jsonl\n    type: chat_template\n")
+    plan = build_plan(tmp_path / "config.yml", image="ghcr.io/you/t@sha256:" + "0" * 64, environ={})
+    where, asked = rented("runpod"), []
+
+    def start_on(plan, where, image, **options):
+        asked.append((where.provider, image, options))
+        yield Note("on a fixture box")
+
+    monkeypatch.setattr(runs.rented, "start_on", start_on)
+    monkeypatch.setattr(runs.preflight, "engine_check", lambda host: pytest.fail("the engine was asked"))
+    assert [e.text for e in runs.start(plan, 9, {"a": "b"}, where=where, dry_run=True)] == ["on a fixture box"]
+    assert asked == [("runpod", plan.image, {"dry_run": True, "stop_timeout": 9, "expected": {"a": "b"}})]

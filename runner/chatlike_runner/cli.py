@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING
 
 import click
 
-from . import __version__, build, preflight, registry, rented, reproduce, runs, skytask
+from . import __version__, build, preflight, registry, reproduce, runs, skytask
 from . import constants as c
 from .errors import ChatlikeError
 from .events import (ChatReady, Event, Following, JobDone, Log, Note, Outcome, Progress, Pushed, Question, Said,
@@ -364,7 +364,7 @@ def start(config: Path | None, smoke: bool, data: Path | None, out: Path, image:
             raise click.UsageError("--on trains CONFIG on rented GPUs and follows it: give CONFIG, without --smoke or --detach")
         image = skytask.launch_image(image, registry.last_pushed())
         plan = build_plan(config, data=data, out=out, image=image, env=env, validate=False, fit_check=fit_check)
-        _show(rented.start_on(plan, where, image, dry_run=dry_run, stop_timeout=stop_timeout))
+        _show(runs.start(plan, stop_timeout, where=where, dry_run=dry_run))
         return
     if smoke:
         config = config or c.SMOKE_CONFIG

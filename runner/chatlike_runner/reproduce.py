@@ -10,7 +10,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-from . import records, registry, rented, runs, skytask
+from . import records, registry, runs, skytask
 from . import constants as c
 from .errors import ChatlikeError
 from .events import Event, Note, Outcome
@@ -89,9 +89,7 @@ def reproduce(host: str | None, ref: str, out_dir: Path, image: str | None, stop
     expected = record.trained_on
     yield Note(f"reproducing run {manifest['run_id']} as run {plan.run_id}: image {plan.image}, its staged config, "
                "its data checked by sha256")
-    started = (rented.start_on(plan, where, plan.image, dry_run=dry_run, stop_timeout=stop_timeout, expected=expected)
-               if where is not None else runs.start(plan, stop_timeout, expected))
-    for event in started:
+    for event in runs.start(plan, stop_timeout, expected, where=where, dry_run=dry_run):
         if isinstance(event, Outcome) and event.status == "succeeded":
             yield compared(first_losses(folder), first_losses(event.path), manifest["run_id"])
         yield event

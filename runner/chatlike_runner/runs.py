@@ -20,16 +20,22 @@ from .follow import CtrlC, follow
 from .launch import launch
 from .plan import RunPlan, replan
 from .redact import redactor
+from .skytask import Rented
 
 OOM_EXIT = 137
 
 
-def start(plan: RunPlan, stop_timeout: int = c.STOP_TIMEOUT, expected: dict[str, str] | None = None) -> Iterator[Event]:
+def start(plan: RunPlan, stop_timeout: int = c.STOP_TIMEOUT, expected: dict[str, str] | None = None, *,
+          where: Rented | None = None, dry_run: bool = False) -> Iterator[Event]:
     """Check, create, stage and start a run; then follow and collect it unless detached. `expected`: sha256s
-    its inputs must have (a reproduced run's).
+    its inputs must have (a reproduced run's). On the rented box `where` (`--on`), rented.py does it all.
 
     A missing image is pulled first when named by digest; a smoke run's CPU image is built when missing.
     """
+    if where is not None:
+        yield from rented.start_on(plan, where, plan.image, dry_run=dry_run, stop_timeout=stop_timeout,
+                                   expected=expected)
+        return
     engine = yield from _image_ready(plan)
     engine, image, gpus = preflight.for_run(plan, engine)
     yield from fit.check_here(plan, gpus, image.id, engine)

@@ -62,23 +62,8 @@ RUN --mount=type=secret,id=ca,required=false \
     && rm -rf /var/lib/apt/lists/* /etc/apt/apt.conf.d/99build-ca \
     && python3 -m venv /opt/venv
 
-# llama.cpp for `export` (GGUF) and its checks: one release, vendored in llama-cpp-python's sdist, whose hash the
-# lock pins. Its Python bindings (loader, quantizer) are built here for the CPU, portable (no -march=native), without
-# an isolated build environment (its build requirements are pinned too); llama.cpp's own converter and gguf-py come
-# from the same archive into /opt/llama.cpp. A few minutes on 2 cores: built before anything flavor-specific, so
-# both flavors share this layer. (Its runtime dependencies come with the flavor's lock; `pip check` runs after it.)
-COPY requirements/llama-cpp-build.lock requirements/llama-cpp.lock /opt/chatlike/
-RUN --mount=type=secret,id=ca,required=false \
-    if [ -s /run/secrets/ca ]; then export PIP_CERT=/run/secrets/ca; fi; \
-    pip install --no-deps --require-hashes -r /opt/chatlike/llama-cpp-build.lock \
-    && pip download --no-deps --no-build-isolation --require-hashes --no-binary :all: --dest /tmp/llama \
-        -r /opt/chatlike/llama-cpp.lock \
-    && CMAKE_ARGS="-DGGML_NATIVE=OFF -DLLAMA_BUILD_TESTS=OFF -DLLAMA_BUILD_EXAMPLES=OFF -DLLAMA_BUILD_TOOLS=OFF" \
-        CMAKE_BUILD_PARALLEL_LEVEL="$(nproc)" pip install --no-deps --no-build-isolation /tmp/llama/llama_cpp_python-*.tar.gz \
-    && mkdir -p /opt/llama.cpp \
-    && tar -xzf /tmp/llama/llama_cpp_python-*.tar.gz -C /opt/llama.cpp --strip-components=3 --wildcards \
-        '*/vendor/llama.cpp/convert_hf_to_gguf.py' '*/vendor/llama.cpp/conversion' '*/vendor/llama.cpp/gguf-py' \
-    && rm -rf /tmp/llama
+# llama.cpp, which only `export` uses, is not in this image: docker/export.Dockerfile adds it on top of a built
+# image the first time a run is exported with it, so the first smoke run does not wait for its build.
 
 # From here on the flavor decides. (Every RUN after an ARG sees it: declared here, the flavor's values do not
 # rebuild the shared layers above.)
@@ -147,12 +132,10 @@ COPY examples/telegram /opt/chatlike/examples/telegram
 # Build-time asserts: a resolver or a lock that swapped torch (or lost a CUDA build), a shared library that does not
 # resolve, or a broken import fails here. (An ARG is part of the cache key of every RUN after it: declared here,
 # the pin below does not rebuild the layers above.)
-ARG LLAMA_CPP_PYTHON_VERSION=0.3.36
 COPY docker/assert-image.py /opt/chatlike/assert-image.py
 RUN FLAVOR="${FLAVOR}" TORCH_VERSION="${TORCH_VERSION}" TORCH_CUDA="${TORCH_CUDA}" AXOLOTL_VERSION="${AXOLOTL_VERSION}" \
     BITSANDBYTES_VERSION="${BITSANDBYTES_VERSION}" DEEPSPEED_VERSION="${DEEPSPEED_VERSION}" \
-    TRANSFORMERS_VERSION="${TRANSFORMERS_VERSION}" FA2_HUB_KERNEL="${FA2_HUB_KERNEL}" \
-    LLAMA_CPP_PYTHON_VERSION="${LLAMA_CPP_PYTHON_VERSION}" python /opt/chatlike/assert-image.py \
+    TRANSFORMERS_VERSION="${TRANSFORMERS_VERSION}" FA2_HUB_KERNEL="${FA2_HUB_KERNEL}" python /opt/chatlike/assert-image.py \
     && chmod -R a+rX /opt/chatlike
 
 # Declared here, not above, so a new commit does not invalidate the install layers.
@@ -174,7 +157,6 @@ LABEL org.opencontainers.image.title="chatlike-train" \
       org.chatlike.bitsandbytes="${BITSANDBYTES_VERSION}" \
       org.chatlike.deepspeed="${DEEPSPEED_VERSION}" \
       org.chatlike.transformers="${TRANSFORMERS_VERSION}" \
-      org.chatlike.llama-cpp-python="${LLAMA_CPP_PYTHON_VERSION}" \
       org.chatlike.flash-attention="hub kernel ${FA2_HUB_KERNEL}@${FA2_HUB_KERNEL_REVISION} (CUDA flavor, when its build reached the hub); sdpa on CPU" \
       org.chatlike.min-driver="${MIN_DRIVER}" \
       org.chatlike.gpu-archs="${GPU_ARCHS}" \
@@ -186,7 +168,6 @@ LABEL org.opencontainers.image.title="chatlike-train" \
 ENV HF_HOME=/chatlike/cache/huggingface \
     CHATLIKE_MIN_DRIVER=${MIN_DRIVER} \
     CHATLIKE_CONFIGS=/opt/chatlike/configs \
-    CHATLIKE_LLAMA_CPP=/opt/llama.cpp \
     AXOLOTL_DO_NOT_TRACK=1 \
     DO_NOT_TRACK=1 \
     HF_HUB_DISABLE_TELEMETRY=1 \

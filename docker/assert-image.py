@@ -18,7 +18,6 @@ want = {
     "bitsandbytes": env["BITSANDBYTES_VERSION"],
     "deepspeed": env["DEEPSPEED_VERSION"],
     "transformers": env["TRANSFORMERS_VERSION"],
-    "llama-cpp-python": env["LLAMA_CPP_PYTHON_VERSION"],
 }
 for name, version in want.items():
     got = md.version(name)
@@ -66,9 +65,6 @@ import axolotl.cli.train  # noqa: E402,F401
 import bitsandbytes  # noqa: E402,F401
 import deepspeed  # noqa: E402,F401
 import kernels  # noqa: E402,F401
-import llama_cpp  # noqa: E402
-assert llama_cpp.llama_model_quantize_default_params().ftype, "llama.cpp's quantizer is not there"
-assert os.path.isfile("/opt/llama.cpp/convert_hf_to_gguf.py"), "llama.cpp's converter is not in /opt/llama.cpp"
 import peft  # noqa: E402,F401
 import wandb  # noqa: E402,F401
 from transformers.modeling_flash_attention_utils import FLASH_ATTN_KERNEL_FALLBACK  # noqa: E402

@@ -1,10 +1,11 @@
 #!/usr/bin/env bash
-# Build a flavor of the training image with no registry: cuda (chatlike/train:latest) or cpu (chatlike/train:cpu).
+# Build a flavor of the training image with no registry: cuda (chatlike/train:latest) or cpu (chatlike/train:cpu);
+# or `export`: llama.cpp added on top of a built one (docker/export.Dockerfile; IMAGE, RUN_IMAGE and RUN_IMAGE_ID set).
 #   1. the base of both: Debian bookworm made by debootstrap and `docker import`ed (skipped when the tag exists),
 #   2. cpu only, the wheelhouse: wheelhouse/torch-2.13.0+cpu-...whl, checked against requirements/cpu.lock (the
 #      CUDA flavor's torch and CUDA wheels come from the package index, by the hashes of requirements/cuda.lock),
 #   3. docker build (BuildKit) of the Dockerfile with FLAVOR=<flavor>, the CA bundle passed as a build secret.
-# Usage: docker/build.sh cuda|cpu [extra docker build args...]   (making the base needs root: sudo is asked when missing)
+# Usage: docker/build.sh cuda|cpu|export [extra docker build args...]   (making the base needs root: sudo is asked when missing)
 # Env: IMAGE (chatlike/train:latest or :cpu), BASE_IMAGE (chatlike/debian:bookworm-minbase), DEBIAN_MIRROR,
 #      CA_BUNDLE (/etc/ssl/certs/ca-certificates.crt if present; empty: none), TORCH_WHEEL (path of the wheel;
 #      default: found in wheelhouse/, /opt/wheels or pip's find-links, else downloaded from TORCH_INDEX and checked
@@ -16,7 +17,8 @@ FLAVOR=${1:-}
 case "$FLAVOR" in
     cuda) IMAGE=${IMAGE:-chatlike/train:latest} ;;
     cpu) IMAGE=${IMAGE:-chatlike/train:cpu} ;;
-    *) echo "build: usage: docker/build.sh cuda|cpu [docker build args...]" >&2; exit 2 ;;
+    export) : "${IMAGE:?IMAGE: the tag of the export image}" "${RUN_IMAGE:?RUN_IMAGE: the training image it adds to}" ;;
+    *) echo "build: usage: docker/build.sh cuda|cpu|export [docker build args...]" >&2; exit 2 ;;
 esac
 shift
 BASE_IMAGE=${BASE_IMAGE:-chatlike/debian:bookworm-minbase}
@@ -40,7 +42,7 @@ if [ -z "${DOCKER:-}" ]; then
 fi
 [ -n "${DOCKER:-}" ] || missing+=("no docker CLI with BuildKit (build --secret): apt install docker.io (or docker-buildx-plugin), dnf install docker-buildx-plugin")
 SUDO=()
-if [ -n "${DOCKER:-}" ] && ! "$DOCKER" image inspect "$BASE_IMAGE" >/dev/null 2>&1; then
+if [ "$FLAVOR" != export ] && [ -n "${DOCKER:-}" ] && ! "$DOCKER" image inspect "$BASE_IMAGE" >/dev/null 2>&1; then
     command -v debootstrap >/dev/null || missing+=("debootstrap is not installed (it makes the Debian base $BASE_IMAGE): apt install debootstrap, dnf install debootstrap")
     if [ "$(id -u)" != 0 ]; then
         if command -v sudo >/dev/null; then SUDO=(sudo); else
@@ -51,6 +53,18 @@ command -v sha256sum >/dev/null || missing+=("sha256sum is not installed: apt in
 if ((${#missing[@]})); then
     for line in "${missing[@]}"; do say "$line"; done
     exit 2
+fi
+
+secret=()
+if [ -n "$CA_BUNDLE" ] && [ -s "$CA_BUNDLE" ]; then secret=(--secret "id=ca,src=$CA_BUNDLE"); fi
+
+# The export image: one layer on the built training image.
+if [ "$FLAVOR" = export ]; then
+    start=$SECONDS
+    "$DOCKER" build -f docker/export.Dockerfile --build-arg RUN_IMAGE="$RUN_IMAGE" \
+        --build-arg RUN_IMAGE_ID="${RUN_IMAGE_ID:-unknown}" "${secret[@]}" --tag "$IMAGE" "$@" .
+    say "$IMAGE built in $((SECONDS - start)) s"
+    exit 0
 fi
 
 # 1. Base image.
@@ -95,8 +109,6 @@ if [ "$FLAVOR" = cpu ]; then
 fi
 
 # 3. The image.
-secret=()
-if [ -n "$CA_BUNDLE" ] && [ -s "$CA_BUNDLE" ]; then secret=(--secret "id=ca,src=$CA_BUNDLE"); fi
 start=$SECONDS
 "$DOCKER" build \
     --build-arg FLAVOR="$FLAVOR" \

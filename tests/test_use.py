@@ -14,6 +14,7 @@ from pathlib import Path
 
 import pytest
 import yaml
+from chatlike_runner.build import export_tag
 
 from conftest import runner_cmd, started_run
 
@@ -231,10 +232,21 @@ def gguf_facts(docker_client, image: str, export: Path, gguf: str) -> dict:
 
 
 @pytest.mark.parametrize("quant", ["q8_0", "f16"])
-def test_export_writes_a_gguf_llama_cpp_loads_with_training_s_template(trained, docker_client, quant, leftovers):
+def test_export_writes_a_gguf_llama_cpp_loads_with_training_s_template(trained, cpu_image, docker_client, quant,
+                                                                      leftovers):
+    """The first export of a run on an image builds its export image (llama.cpp on top of it), once: here the
+    first of these two removes it first (BuildKit's cache keeps the build short)."""
     project, run_id = trained
+    export_image = export_tag(docker_client.images.get(cpu_image).id)
+    if quant == "q8_0":
+        for tag in (export_image, f"{export_image}-base"):
+            if docker_client.images.list(name=tag):
+                docker_client.images.remove(tag)
+    existed = bool(docker_client.images.list(name=export_image))
     result = run_cli(project, "export", run_id, "--gguf", quant, "--name", "marco", "--force")
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr
+    announced = f"export needs llama.cpp, which chatlike/train:cpu leaves out: building {export_image} on it, once"
+    assert (announced in result.stdout) is not existed, result.stdout[-3000:]
     export = project / "outputs" / run_id / "export"
     gguf = export / f"marco.{quant}.gguf"
     assert sorted(p.name for p in export.iterdir()) == sorted(["Modelfile", "README.md", "check.json", gguf.name])
@@ -244,16 +256,20 @@ def test_export_writes_a_gguf_llama_cpp_loads_with_training_s_template(trained, 
     if quant == "f16":
         assert checks["logits"]["within"] is True and checks["logits"]["max_abs_difference"] <= 0.01
         assert checks["logits"]["top1_agreement"] == 1.0
-    facts = gguf_facts(docker_client, "chatlike/train:cpu", export, gguf.name)
+    manifest = json.loads((project / "outputs" / run_id / "manifest.json").read_text())
+    exported_in = docker_client.images.get(manifest["exports"][-1]["image_id"])
+    assert exported_in.labels["org.chatlike.llama-cpp-python"], "export ran in an image without llama.cpp"
+    facts = gguf_facts(docker_client, exported_in.id, export, gguf.name)
     assert facts["template"] == checks["chat_template"] and facts["eot_text"] == "<|eot_id|>"
     assert facts["tokens"] > 0, "llama.cpp generated nothing"
+    assert exported_in.tags == [export_image] and exported_in.labels["org.chatlike.export-of"] == \
+        docker_client.images.get(cpu_image).id
     modelfile = (export / "Modelfile").read_text()
     assert modelfile.startswith(f"FROM ./{gguf.name}\n") and 'PARAMETER stop "<|eot_id|>"' in modelfile
     assert "<|start_header_id|>{{ .Role }}<|end_header_id|>" in modelfile
     assert 'SYSTEM """You chat like Robin."""' in modelfile, "training had a system prompt"
     assert "ollama create marco -f Modelfile" in (export / "README.md").read_text()
     assert "ollama create marco -f Modelfile" in result.stdout
-    manifest = json.loads((project / "outputs" / run_id / "manifest.json").read_text())
     assert manifest["exports"][-1]["path"] == f"export/{gguf.name}"
     assert leftovers() == []
 

@@ -1,6 +1,6 @@
-"""Build: the training image from this checkout's Dockerfile.
+"""Build: the training image from this checkout's Dockerfile, and the export image (llama.cpp added to it).
 
-Building goes through the Docker CLI, not the SDK: the Dockerfile needs BuildKit (`RUN --mount`,
+Building goes through the Docker CLI, not the SDK: the Dockerfiles need BuildKit (`RUN --mount`,
 `--secret` for a proxy's CA bundle), which docker-py does not speak. docker/build.sh makes the one Debian
 base of both flavors locally with debootstrap, since no registry is needed, then builds the flavor.
 """
@@ -19,6 +19,8 @@ REPO = c.CONFIGS.parent
 # What a first build takes on 2 cores (the Debian base included), for the line that announces one. The CPU flavor's:
 # `make smoke`'s first run took 11 minutes on a fresh 2-core machine, about one of them the setup and one the run.
 FIRST_BUILD_MINUTES = {"cpu": 9, "cuda": 30}
+# llama.cpp's build, which only `export` needs (docker/export.Dockerfile), on 2 cores.
+EXPORT_BUILD_MINUTES = 5
 
 
 def needed(flavor: str, host: str | None, tag: str | None, *, check_gpus: bool, if_missing: bool) -> str | None:
@@ -41,11 +43,22 @@ def command(flavor: str) -> list[str]:
     return ["bash", str(REPO / "docker" / "build.sh"), flavor]
 
 
-def build(flavor: str, host: str | None, tag: str | None, ca_bundle: Path | None) -> int:
-    """Run the build with its output on this terminal; returns the build's exit code."""
-    env = {**os.environ, "DOCKER_BUILDKIT": "1", "IMAGE": tag or (c.CPU_IMAGE if flavor == "cpu" else c.DEFAULT_IMAGE)}
+def build(flavor: str, host: str | None, tag: str | None, ca_bundle: Path | None, **env: str) -> int:
+    """Run the build with its output on this terminal; returns the build's exit code. `env`: more for build.sh."""
+    env = {**os.environ, **env, "DOCKER_BUILDKIT": "1",
+           "IMAGE": tag or (c.CPU_IMAGE if flavor == "cpu" else c.DEFAULT_IMAGE)}
     if host:
         env["DOCKER_HOST"] = host
     if ca_bundle:
         env["CA_BUNDLE"] = str(ca_bundle)
     return subprocess.run(command(flavor), cwd=REPO, env=env, check=False).returncode
+
+
+def export_tag(image_id: str) -> str:
+    """The export image of the training image `image_id`."""
+    return f"{c.EXPORT_IMAGE}:{image_id.removeprefix('sha256:')[:12]}"
+
+
+def build_export(run_image: str, image_id: str, host: str | None) -> int:
+    """Build export_tag(image_id): llama.cpp on the training image named `run_image`; returns the exit code."""
+    return build("export", host, export_tag(image_id), None, RUN_IMAGE=run_image, RUN_IMAGE_ID=image_id)

@@ -6,6 +6,8 @@ from pathlib import Path
 # The images a run uses unless --image says otherwise (built by `chatlike-runner build`).
 DEFAULT_IMAGE = "chatlike/train:latest"
 CPU_IMAGE = "chatlike/train:cpu"
+# A training image with llama.cpp added, for `export`: built on first use as chatlike/train-export:<image id, 12>.
+EXPORT_IMAGE = "chatlike/train-export"
 
 # The repository's configs/, next to the package in a checkout (where the Makefile installs it).
 CONFIGS = Path(__file__).resolve().parents[2] / "configs"
@@ -30,6 +32,7 @@ LABEL_ROLE = "org.chatlike.role"
 LABEL_PLAN = "org.chatlike.plan"
 LABEL_CACHE = "org.chatlike.cache"
 LABEL_MIN_DRIVER = "org.chatlike.min-driver"  # on the training image: the oldest NVIDIA driver its CUDA runs on
+LABEL_LLAMA_CPP = "org.chatlike.llama-cpp-python"  # on an image `export` can run in: llama.cpp's version
 ROLE_TRAIN = "train"
 ROLE_PROBE = "gpu-probe"
 ROLE_VALIDATE = "validate"

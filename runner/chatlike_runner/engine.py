@@ -261,12 +261,17 @@ class Engine:
         self._digests[attrs["Id"]] = digests
         return Image(ref, attrs["Id"], digests, dict((attrs.get("Config") or {}).get("Labels") or {}))
 
+    def tag(self, image: str, target: str) -> None:
+        """Give the image `image` (a name or an id) the name `target` (NAME:TAG)."""
+        with translated(f"tagging {image} as {target}"):
+            self.api.tag(image, *split_tag(target))
+
     def push(self, image: str, target: str) -> Iterator[str]:
         """Tag `image` as `target` (REGISTRY/NAME:TAG) and push it; yields the registry's progress lines, and
         returns the digest it stored the image under. Credentials are docker's own (`docker login`)."""
+        self.tag(image, target)
         repository, tag = split_tag(target)
         with translated(f"pushing {target}"):
-            self.api.tag(image, repository, tag)
             digest = None
             for event in self.api.push(repository, tag=tag, stream=True, decode=True):
                 if "error" in event:

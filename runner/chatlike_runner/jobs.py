@@ -7,15 +7,16 @@ whatever happens, Ctrl-C included; jobs work after `rm`, and on another engine.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import hashlib
 import json
 import os
 import time
-from collections.abc import Iterable, Iterator
+from collections.abc import Generator, Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
-from . import artifacts, preflight, records, stage
+from . import artifacts, build, preflight, records, stage
 from . import constants as c
 from .engine import Attached, Engine, Image, Run
 from .errors import ChatlikeError
@@ -125,9 +126,7 @@ def _published_job(plan: JobPlan, force: bool, answers: Iterator[str] | None = N
     """Run a job that writes a folder to its end, and publish that folder whole as OUT/<run-id>/<kind>/. An
     interactive job (a blind eval) is attached instead of followed: its questions go out as events, and each
     of `answers` goes back to it; Ctrl-C there is the person's, as in chat (at a question it ends the test)."""
-    final = plan.run_dir / plan.kind
-    if final.exists() and not force:
-        raise ChatlikeError(f"{final} already exists; pass --force to replace it with a new {plan.kind}")
+    final = _final(plan, force)
     with job_container(plan) as (engine, image, run):
         if plan.interactive:
             yield from _questions(engine, run, plan, answers or iter(()))
@@ -142,6 +141,14 @@ def _published_job(plan: JobPlan, force: bool, answers: Iterator[str] | None = N
                     raise ChatlikeError(f"{plan.kind} interrupted; nothing was written", c.INTERRUPTED_EXIT)
                 _publish(engine, run, plan, final)
     yield JobDone(plan.run_id, plan.kind, final, image.id)
+
+
+def _final(plan: JobPlan, force: bool) -> Path:
+    """Where the job's folder is published: refused when there is one already, unless `force`."""
+    final = plan.run_dir / plan.kind
+    if final.exists() and not force:
+        raise ChatlikeError(f"{final} already exists; pass --force to replace it with a new {plan.kind}")
+    return final
 
 
 def _publish(engine: Engine, run: Run, plan: JobPlan, final: Path) -> None:
@@ -220,6 +227,8 @@ def export(out_dir: Path, ref: str, *, quant: str, name: str, heldout: Path | No
     plan = plan_job(c.ROLE_EXPORT, run_dir, manifest, heldout=heldout, image=image, host=host, gpus=gpus, env=env,
                     options=(c.OUTPUT_DIR, "--gguf", quant, "--name", name))
     latest = (manifest.get("evals") or [{}])[-1]
+    _final(plan, force)  # before a first export's build of llama.cpp
+    plan = yield from _with_llama_cpp(plan)
     for event in _published_job(plan, force):
         if isinstance(event, JobDone):
             checks = json.loads((event.path / "check.json").read_text(encoding="utf-8"))
@@ -230,6 +239,27 @@ def export(out_dir: Path, ref: str, *, quant: str, name: str, heldout: Path | No
             memorized = {key: latest.get(key) for key in ("memorized", "replies", "at")}
             event = JobDone(event.run_id, event.kind, event.path, event.image_id, {**checks, "memorized": memorized})
         yield event
+
+
+def _with_llama_cpp(plan: JobPlan) -> Generator[Event, None, JobPlan]:
+    """The export job on an image with llama.cpp: the run's own when it has it, else its export image, built the
+    first time (llama.cpp is left out of the training image). When the engine or the image cannot be read, the
+    plan as it is: preflight says what is wrong with the other checks."""
+    engine = preflight.engine_check(plan.host).data
+    image = engine.image(plan.image) if engine else None
+    if engine is None or image is None or c.LABEL_LLAMA_CPP in image.labels:
+        return plan
+    tag = build.export_tag(image.id)
+    if engine.image(tag) is None:
+        yield Note(f"export needs llama.cpp, which {plan.image} leaves out: building {tag} on it, once (about "
+                   f"{build.EXPORT_BUILD_MINUTES} minutes; it downloads llama-cpp-python's source from the package index)")
+        base = f"{tag}-base"  # a name for the training image to build FROM (BuildKit takes no bare id there)
+        engine.tag(image.id, base)
+        code = build.build_export(base, image.id, plan.host)
+        if code != 0:
+            raise ChatlikeError(f"building {tag} failed (exit {code}); the build's output above says why "
+                                "(it needs the package index once; --image IMAGE names an image that has llama.cpp)")
+    return dataclasses.replace(plan, image=tag)
 
 
 def chat(out_dir: Path, ref: str, turns: Iterable[str], *, heldout: Path | None, image: str | None, host: str | None,

@@ -15,18 +15,15 @@ import platform
 import shutil
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from . import __version__
 from . import constants as c
 from . import records
 from .errors import ChatlikeError
 from .files import hidden_folder
-
-if TYPE_CHECKING:
-    from .engine import Run
 
 MANIFEST = c.RUN_MANIFEST
 CONTAINER_LOG = "logs/container.log"
@@ -44,7 +41,9 @@ def parse_sums(text: str) -> dict[str, str]:
 
 def manifest(
     *,
-    run: Run,
+    run_id: str,
+    flags: Mapping[str, Any],
+    ending: records.Ending,
     image: dict[str, Any],
     engine: dict[str, Any],
     inputs: dict[str, str],
@@ -55,19 +54,19 @@ def manifest(
     box), with which inputs, and how it ended. No secret values."""
     return {
         **({"rented": rented} if rented else {}),
-        "run_id": run.id,
-        "status": run.status,
-        "complete": run.complete,
-        "exit_code": run.exit_code,
-        "oom_killed": run.oom_killed,
-        "started_at": run.started_at,
-        "finished_at": run.finished_at,
+        "run_id": run_id,
+        "status": ending.status,
+        "complete": ending.complete,
+        "exit_code": ending.exit_code,
+        "oom_killed": ending.oom_killed,
+        "started_at": ending.started_at,
+        "finished_at": ending.finished_at,
         "collected_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
         "image": image,
         "config_sha256": inputs.get(c.ORIGINAL_CONFIG_NAME),
         "rendered_config_sha256": inputs.get(c.CONFIG_NAME),
         "dataset_sha256": {name: digest for name, digest in inputs.items() if name.startswith("data/")},
-        "flags": dict(run.flags),
+        "flags": dict(flags),
         "engine": engine,
         "runner": {"version": __version__, "python": platform.python_version(), "platform": sys.platform},
         "files": files,

@@ -20,6 +20,7 @@ from . import artifacts
 from . import constants as c
 from .engine import Engine, Run
 from .errors import ChatlikeError
+from .records import Ending
 from .redact import redactor
 from .plan import copy_options, output_volume
 from .unpack import copy_tree, listing, unpack
@@ -87,6 +88,8 @@ def collect(engine: Engine, run: Run, out_dir: Path, configs: dict[str, bytes] |
         with log.open("w", encoding="utf-8") as handle:
             handle.writelines(redactor(run.flags.get("env", [])).stream(engine.logs(run, follow=False)))
         image = {"ref": run.flags.get("image"), "id": run.image_id, "digests": list(run.image_digests)}
-        return artifacts.manifest(run=run, image=image, engine=engine.info(), inputs=artifacts.parse_sums(sums), files=files)
+        ending = Ending(run.status, run.exit_code, run.oom_killed, run.started_at, run.finished_at)
+        return artifacts.manifest(run_id=run.id, flags=run.flags, ending=ending, image=image, engine=engine.info(),
+                                  inputs=artifacts.parse_sums(sums), files=files)
 
     return artifacts.publish(out_dir, run.id, run.complete, fill)

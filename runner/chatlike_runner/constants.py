@@ -26,6 +26,9 @@ JOB_HELDOUT = "data/heldout.jsonl"
 JOB_TRAINING = "data/training"  # the run's training data, for eval's authorship and memorization
 RUN_MANIFEST = "manifest.json"  # a published run's own record (the runner's; train-manifest.json is the trainer's)
 
+# How a run stands: created, running, stopped, or ended on its own (its outputs will not change any more).
+ENDED = ("succeeded", "failed", "oom")
+
 # Docker objects carry these labels so the runner finds its own and nothing else.
 LABEL_RUN = "org.chatlike.run"
 LABEL_ROLE = "org.chatlike.role"

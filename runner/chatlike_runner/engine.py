@@ -96,7 +96,7 @@ class Run:
     @property
     def complete(self) -> bool:
         """Ended on its own (succeeded, failed, OOM-killed): its outputs will not change any more."""
-        return self.status in ("succeeded", "failed", "oom")
+        return self.status in c.ENDED
 
 
 def status_of(state: Mapping[str, Any]) -> str:

@@ -13,6 +13,23 @@ from .errors import ChatlikeError
 
 
 @dataclass(frozen=True)
+class Ending:
+    """How a run ended (or stands, for a stopped one), as its manifest records it: read from its container on an
+    engine, or from what chatlike-train wrote on a rented box."""
+
+    status: str  # succeeded, failed, oom or stopped
+    exit_code: int | None
+    oom_killed: bool = False
+    started_at: str | None = None
+    finished_at: str | None = None
+
+    @property
+    def complete(self) -> bool:
+        """Ended on its own: its outputs will not change any more."""
+        return self.status in c.ENDED
+
+
+@dataclass(frozen=True)
 class Record:
     """A copy of a run in OUT and what its manifest says."""
 

@@ -24,13 +24,12 @@ import yaml
 
 from . import artifacts, fit, skypilot, skytask, stage
 from . import constants as c
-from .engine import Run
 from .errors import ChatlikeError
 from .events import Event, Following, Log, Note, Outcome, TaskReady
 from .follow import CtrlC, Tail
 from .plan import RunPlan, replan
 from .progress import progress_bar
-from .records import Record
+from .records import Ending, Record
 from .redact import redactor
 from .skytask import Rented
 from .unpack import unpack
@@ -127,7 +126,7 @@ def _copy_earlier(partial: Path, dest: Path) -> Path:
 
 
 @dataclass(frozen=True)
-class Ended:
+class Followed:
     """How following a rented run ended, when not with its job's end: stopped by Ctrl-C; refused by chatlike-train
     (its line); or lost, with why (the box stopped answering, or its log stream kept breaking)."""
 
@@ -175,7 +174,7 @@ def _after_launch(plan: RunPlan, where: Rented, image: str, config: dict[str, An
         raise ChatlikeError(f"{ended.refused.removeprefix(c.REFUSED)} (cluster {cluster} torn down; nothing was "
                             "trained)")
     try:
-        path, run = collect(plan, where, image, placement, folder, not ended.stopped, _outputs(cluster))
+        path, ending = collect(plan, where, image, placement, folder, not ended.stopped, _outputs(cluster))
     except ChatlikeError as exc:
         raise _failed(plan, cluster, exc.format_message()) from None
     if where.keep:
@@ -184,7 +183,7 @@ def _after_launch(plan: RunPlan, where: Rented, image: str, config: dict[str, An
     else:
         yield Note(f"tearing down {cluster}…")
         skypilot.down(cluster)
-    yield Outcome(plan.run_id, run.exit_code if run.exit_code is not None else 1, run.status, path)
+    yield Outcome(plan.run_id, ending.exit_code if ending.exit_code is not None else 1, ending.status, path)
 
 
 def _outputs(cluster: str) -> Callable[[Path], None]:
@@ -240,7 +239,7 @@ def _down_after_failure(cluster: str) -> None:
 
 
 def _follow(plan: RunPlan, cluster: str, job: int, log_path: Path, ctrl_c: CtrlC,
-            stop_timeout: int) -> Generator[Event, None, Ended]:
+            stop_timeout: int) -> Generator[Event, None, Followed]:
     """The run's log until its job ends, Ctrl-C stops it gracefully, or the box stops answering. Every line is kept
     for the log. A stream lost while the job runs is followed again from where it was (SkyPilot replays a job's
     log from its start: the lines already read are skipped)."""
@@ -280,14 +279,14 @@ def _follow(plan: RunPlan, cluster: str, job: int, log_path: Path, ctrl_c: CtrlC
             if ctrl_c.pressed.is_set():
                 break
             if finished is not None or refused is not None:
-                return Ended(refused=refused)
+                return Followed(refused=refused)
             status = skypilot.job_status(cluster, job)
             if status is not None and status not in ACTIVE:
-                return Ended()
+                return Followed()
             if status is None and not skypilot.answers(cluster):
-                return Ended(lost=f"run {plan.run_id} lost its box while it trained{broke}")
+                return Followed(lost=f"run {plan.run_id} lost its box while it trained{broke}")
             if streams > RECONNECTS:
-                return Ended(lost=f"the log stream of run {plan.run_id} broke {streams} times{broke}")
+                return Followed(lost=f"the log stream of run {plan.run_id} broke {streams} times{broke}")
             yield Note(f"the log stream from {cluster} was lost{broke}; the run goes on: following it again",
                        warning=True)
             time.sleep(RECONNECT_WAIT)
@@ -302,14 +301,14 @@ def _follow(plan: RunPlan, cluster: str, job: int, log_path: Path, ctrl_c: CtrlC
             yield from shown(tail, job_log, 0, timeout=stop_timeout)
         if not tail.ended:
             skypilot.cancel(cluster, job)
-    return Ended(stopped=True)
+    return Followed(stopped=True)
 
 
 def collect(plan: RunPlan, where: Rented, image: str, placement: dict[str, Any], folder: Path, complete: bool,
-            fetch: Callable[[Path], None]) -> tuple[Path, Run]:
+            fetch: Callable[[Path], None]) -> tuple[Path, Ending]:
     """Bring the run's outputs home (`fetch(tmp)` copies the cluster's output folder into tmp) with its staged
     configs, the followed log and the manifest; published as OUT/<run-id> (or .partial when stopped)."""
-    ended: list[Run] = []
+    endings: list[Ending] = []
 
     def fill(tmp: Path) -> dict[str, Any]:
         fetch(tmp)
@@ -321,18 +320,19 @@ def collect(plan: RunPlan, where: Rented, image: str, placement: dict[str, Any],
             shutil.copy2(folder / "input" / name, inputs / name)
         (tmp / artifacts.CONTAINER_LOG).parent.mkdir(parents=True, exist_ok=True)
         shutil.copy2(folder / LOG, tmp / artifacts.CONTAINER_LOG)
-        run = _ended(plan, where, image, tmp, complete)
-        ended.append(run)
+        ending = _ending(tmp, complete)
+        endings.append(ending)
         sums = artifacts.parse_sums((inputs / c.INPUT_SUMS).read_text(encoding="utf-8"))
-        return artifacts.manifest(run=run, image={"ref": image, "id": None, "digests": [image]},
-                                  engine={"skypilot_cluster": run.container_id}, inputs=sums, files=files,
-                                  rented=placement)
+        return artifacts.manifest(run_id=plan.run_id, flags={**plan.flags(), "on": where.flags()}, ending=ending,
+                                  image={"ref": image, "id": None, "digests": [image]},
+                                  engine={"skypilot_cluster": skytask.cluster_name(plan.run_id)}, inputs=sums,
+                                  files=files, rented=placement)
 
     path = artifacts.publish(plan.out_dir, plan.run_id, complete, fill)
-    return path, ended[0]
+    return path, endings[0]
 
 
-def _ended(plan: RunPlan, where: Rented, image: str, outputs: Path, complete: bool) -> Run:
+def _ending(outputs: Path, complete: bool) -> Ending:
     """How the run ended, from the train-manifest.json chatlike-train wrote on the box (none: it never trained)."""
     try:
         train = json.loads((outputs / "train-manifest.json").read_text(encoding="utf-8"))
@@ -343,9 +343,7 @@ def _ended(plan: RunPlan, where: Rented, image: str, outputs: Path, complete: bo
         status, code = "stopped", c.INTERRUPTED_EXIT
     else:
         status, code = ("succeeded", 0) if code == 0 else ("failed", code or 1)
-    return Run(id=plan.run_id, container_id=skytask.cluster_name(plan.run_id),
-               flags={**plan.flags(), "on": where.flags()}, status=status, exit_code=code, oom_killed=False,
-               started_at=train.get("started"), finished_at=train.get("ended"), image_id=image, image_digests=(image,))
+    return Ending(status, code, started_at=train.get("started"), finished_at=train.get("ended"))
 
 
 def resume_on(record: Record, out_dir: Path, stop_timeout: int) -> Iterator[Event]:

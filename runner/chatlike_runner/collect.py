@@ -65,13 +65,19 @@ def _copied_by_container(engine: Engine, run: Run, dest: Path) -> list[dict[str,
     return None
 
 
-def collect(engine: Engine, run: Run, out_dir: Path, configs: dict[str, bytes] | None = None) -> Path:
+def ending_of(run: Run) -> Ending:
+    """How the run's container ended (or stands), as its manifest records it."""
+    return Ending(run.status, run.exit_code, run.oom_killed, run.started_at, run.finished_at)
+
+
+def collect(engine: Engine, run: Run, out_dir: Path, configs: dict[str, bytes] | None = None) -> tuple[Path, Ending]:
     """Copy the run's outputs home as it stands now; a finished run already copied whole is left as it is.
-    `configs`: the staged configs and SHA256SUMS when the caller has them (else read from the input volume)."""
+    `configs`: the staged configs and SHA256SUMS when the caller has them (else read from the input volume).
+    Returns where they are, and how the run stood when they were copied."""
     run = engine.refresh(run)
     published = artifacts.destination(out_dir, run.id, True)
     if run.complete and artifacts.is_published(published, run.id):
-        return published  # a finished run does not change: the copy home is already whole
+        return published, ending_of(run)  # a finished run does not change: the copy home is already whole
 
     def fill(tmp: Path) -> dict[str, Any]:
         files = copy_outputs(engine, run, tmp)
@@ -88,8 +94,7 @@ def collect(engine: Engine, run: Run, out_dir: Path, configs: dict[str, bytes] |
         with log.open("w", encoding="utf-8") as handle:
             handle.writelines(redactor(run.flags.get("env", [])).stream(engine.logs(run, follow=False)))
         image = {"ref": run.flags.get("image"), "id": run.image_id, "digests": list(run.image_digests)}
-        ending = Ending(run.status, run.exit_code, run.oom_killed, run.started_at, run.finished_at)
-        return artifacts.manifest(run_id=run.id, flags=run.flags, ending=ending, image=image, engine=engine.info(),
+        return artifacts.manifest(run_id=run.id, flags=run.flags, ending=ending_of(run), image=image, engine=engine.info(),
                                   inputs=artifacts.parse_sums(sums), files=files)
 
-    return artifacts.publish(out_dir, run.id, run.complete, fill)
+    return artifacts.publish(out_dir, run.id, run.complete, fill), ending_of(run)

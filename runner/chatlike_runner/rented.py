@@ -16,13 +16,12 @@ import shlex
 import shutil
 import time
 from collections.abc import Callable, Generator, Iterator
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import yaml
 
-from . import artifacts, fit, skypilot, skytask, stage
+from . import artifacts, fit, lifecycle, skypilot, skytask, stage
 from . import constants as c
 from .errors import ChatlikeError
 from .events import Event, Following, Log, Note, Outcome, TaskReady
@@ -125,16 +124,6 @@ def _copy_earlier(partial: Path, dest: Path) -> Path:
     return dest
 
 
-@dataclass(frozen=True)
-class Followed:
-    """How following a rented run ended, when not with its job's end: stopped by Ctrl-C; refused by chatlike-train
-    (its line); or lost, with why (the box stopped answering, or its log stream kept breaking)."""
-
-    stopped: bool = False
-    refused: str | None = None
-    lost: str | None = None
-
-
 def _run(plan: RunPlan, where: Rented, image: str, config: dict[str, Any], folder: Path, estimate: dict[str, Any],
          stop_timeout: int) -> Iterator[Event]:
     cluster = config["name"]
@@ -165,25 +154,7 @@ def _after_launch(plan: RunPlan, where: Rented, image: str, config: dict[str, An
     cluster = config["name"]
     placement = skypilot.placement(cluster) or estimate
     yield Note(f"run {plan.run_id} started on {summary(placement)} (cluster {cluster})")
-    ended = yield from _follow(plan, cluster, job, folder / LOG, ctrl_c, stop_timeout)
-    if ended.lost is not None:
-        raise _failed(plan, cluster, ended.lost, job, _snapshot(plan, where, image, placement, folder))
-    if ended.refused is not None:
-        yield Note(f"tearing down {cluster}…")
-        skypilot.down(cluster)
-        raise ChatlikeError(f"{ended.refused.removeprefix(c.REFUSED)} (cluster {cluster} torn down; nothing was "
-                            "trained)")
-    try:
-        path, ending = collect(plan, where, image, placement, folder, not ended.stopped, _outputs(cluster))
-    except ChatlikeError as exc:
-        raise _failed(plan, cluster, exc.format_message()) from None
-    if where.keep:
-        yield Note(f"cluster {cluster} is still up (--keep) and billing {_price(placement.get('hourly_price_usd'))}: "
-                   f"`ssh {cluster}` reaches it, `sky down {cluster}` ends it", warning=True)
-    else:
-        yield Note(f"tearing down {cluster}…")
-        skypilot.down(cluster)
-    yield Outcome(plan.run_id, ending.exit_code if ending.exit_code is not None else 1, ending.status, path)
+    yield from lifecycle.live(Box(plan, where, image, folder, placement, job), ctrl_c, stop_timeout)
 
 
 def _outputs(cluster: str) -> Callable[[Path], None]:
@@ -238,70 +209,113 @@ def _down_after_failure(cluster: str) -> None:
         pass
 
 
-def _follow(plan: RunPlan, cluster: str, job: int, log_path: Path, ctrl_c: CtrlC,
-            stop_timeout: int) -> Generator[Event, None, Followed]:
-    """The run's log until its job ends, Ctrl-C stops it gracefully, or the box stops answering. Every line is kept
-    for the log. A stream lost while the job runs is followed again from where it was (SkyPilot replays a job's
-    log from its start: the lines already read are skipped)."""
-    redact = redactor(plan.env_names)
-    yield Following(plan.run_id)
-    seen, refused, finished, streams = 0, None, None, 0
-    with log_path.open("a", encoding="utf-8") as log:
+class Box:
+    """A started run's cluster on a rented box, as a lifecycle.Target: its job's log through SkyPilot (followed again
+    when the stream breaks), Ctrl-C as `chatlike-train`'s graceful stop on the box, the outputs copied home over
+    SkyPilot's ssh alias, then the cluster torn down (or kept, --keep)."""
 
-        def shown(tail: Tail, job_log: skypilot.JobLog, skip: int, **until: Any) -> Iterator[Log]:
-            nonlocal seen, refused, finished
-            for raw in tail.lines(**until):
-                line = job_log.read(redact(raw))
+    def __init__(self, plan: RunPlan, where: Rented, image: str, folder: Path, placement: dict[str, Any],
+                 job: int) -> None:
+        self.plan, self.where, self.image, self.folder, self.placement, self.job = plan, where, image, folder, placement, job
+        self.run_id = plan.run_id
+        self.cluster = skytask.cluster_name(plan.run_id)
+        self._redact = redactor(plan.env_names)
+        self._seen = 0  # the job's own lines read so far: a stream followed again skips them
+        self._refused: str | None = None
+        self._finished: str | None = None
+        self._tail: Tail | None = None
+        self._job_log = skypilot.JobLog()
+
+    def follow(self, ctrl_c: CtrlC) -> Generator[Event, None, bool]:
+        """The run's log until its job ends, Ctrl-C is pressed, or the box stops answering. Every line is kept for
+        the log. A stream lost while the job runs is followed again from where it was (SkyPilot replays a job's log
+        from its start: the lines already read are skipped)."""
+        yield Following(self.run_id)
+        streams = 0
+        while True:
+            streams += 1
+            self._tail, self._job_log, broke = Tail(skypilot.logs(self.cluster, self.job)), skypilot.JobLog(), ""
+            try:
+                yield from self._shown(self._seen, stop=ctrl_c.pressed)
+            except Exception as exc:  # the stream broke: how the job stands decides what comes next
+                broke = f" ({skypilot.first_line(exc)})"
+            if ctrl_c.pressed.is_set():
+                return True
+            if self._refused is not None:
+                yield Note(f"tearing down {self.cluster}…")
+                skypilot.down(self.cluster)
+                raise ChatlikeError(f"{self._refused.removeprefix(c.REFUSED)} (cluster {self.cluster} torn down; "
+                                    "nothing was trained)")
+            if self._finished is not None:
+                return False
+            status = skypilot.job_status(self.cluster, self.job)
+            if status is not None and status not in ACTIVE:
+                return False
+            lost = None
+            if status is None and not skypilot.answers(self.cluster):
+                lost = f"run {self.run_id} lost its box while it trained{broke}"
+            elif streams > RECONNECTS:
+                lost = f"the log stream of run {self.run_id} broke {streams} times{broke}"
+            if lost is not None:
+                raise _failed(self.plan, self.cluster, lost, self.job,
+                              _snapshot(self.plan, self.where, self.image, self.placement, self.folder))
+            yield Note(f"the log stream from {self.cluster} was lost{broke}; the run goes on: following it again",
+                       warning=True)
+            time.sleep(RECONNECT_WAIT)
+            yield Following(self.run_id)
+
+    def stop(self, timeout: int) -> Iterator[Event]:
+        """chatlike-train's graceful stop on the box (the job cancelled when training had not started, or when it
+        did not end in time); what the box says meanwhile is shown and kept."""
+        try:
+            skypilot.stop(self.cluster)
+        except ChatlikeError:  # training had not started (no pid yet): nothing to save
+            skypilot.cancel(self.cluster, self.job)
+        yield Following(self.run_id)
+        with contextlib.suppress(Exception):  # what the box says while it saves; its end is read from the outputs
+            yield from self._shown(0, timeout=timeout)
+        if self._tail is not None and not self._tail.ended:
+            skypilot.cancel(self.cluster, self.job)
+
+    def collect(self, complete: bool) -> tuple[Path, Ending]:
+        try:
+            return collect(self.plan, self.where, self.image, self.placement, self.folder, complete,
+                           _outputs(self.cluster))
+        except ChatlikeError as exc:
+            raise _failed(self.plan, self.cluster, exc.format_message()) from None
+
+    def close(self, stopped: bool) -> Iterator[Event]:
+        if self.where.keep:
+            yield Note(f"cluster {self.cluster} is still up (--keep) and billing "
+                       f"{_price(self.placement.get('hourly_price_usd'))}: `ssh {self.cluster}` reaches it, "
+                       f"`sky down {self.cluster}` ends it", warning=True)
+        else:
+            yield Note(f"tearing down {self.cluster}…")
+            skypilot.down(self.cluster)
+
+    def _shown(self, skip: int, **until: Any) -> Iterator[Log]:
+        """The job's lines from the current stream, each kept in the run's log (secrets redacted); shown but for
+        other nodes' progress bars. SkyPilot's own lines are not shown; how the job finished is kept."""
+        assert self._tail is not None
+        with (self.folder / LOG).open("a", encoding="utf-8") as log:
+            for raw in self._tail.lines(**until):
+                line = self._job_log.read(self._redact(raw))
                 if line.rank is None:  # SkyPilot's own: only how the job finished goes into the run's log
                     if line.finished:
-                        finished = line.finished
+                        self._finished = line.finished
                         log.write(line.text + "\n")
                     continue
                 if skip:
                     skip -= 1
                     continue
-                seen += 1
+                self._seen += 1
                 if not line.text.strip():
                     continue
                 log.write(line.text + "\n")
                 if line.text.startswith(c.REFUSED):
-                    refused = line.text
+                    self._refused = line.text
                 if line.rank == 0 or not progress_bar(line.text):
                     yield Log(line.text if line.rank == 0 else f"[node {line.rank}] {line.text}")
-
-        while True:
-            streams += 1
-            tail, job_log, broke = Tail(skypilot.logs(cluster, job)), skypilot.JobLog(), ""
-            try:
-                yield from shown(tail, job_log, seen, stop=ctrl_c.pressed)
-            except Exception as exc:  # the stream broke: how the job stands decides what comes next
-                broke = f" ({skypilot.first_line(exc)})"
-            if ctrl_c.pressed.is_set():
-                break
-            if finished is not None or refused is not None:
-                return Followed(refused=refused)
-            status = skypilot.job_status(cluster, job)
-            if status is not None and status not in ACTIVE:
-                return Followed()
-            if status is None and not skypilot.answers(cluster):
-                return Followed(lost=f"run {plan.run_id} lost its box while it trained{broke}")
-            if streams > RECONNECTS:
-                return Followed(lost=f"the log stream of run {plan.run_id} broke {streams} times{broke}")
-            yield Note(f"the log stream from {cluster} was lost{broke}; the run goes on: following it again",
-                       warning=True)
-            time.sleep(RECONNECT_WAIT)
-            yield Following(plan.run_id)
-        yield Note(f"stopping run {plan.run_id} (up to {stop_timeout}s for it to save)...", warning=True)
-        try:
-            skypilot.stop(cluster)
-        except ChatlikeError:  # training had not started (no pid yet): nothing to save
-            skypilot.cancel(cluster, job)
-        yield Following(plan.run_id)
-        with contextlib.suppress(Exception):  # what the box says while it saves; its end is read from the outputs
-            yield from shown(tail, job_log, 0, timeout=stop_timeout)
-        if not tail.ended:
-            skypilot.cancel(cluster, job)
-    return Followed(stopped=True)
 
 
 def collect(plan: RunPlan, where: Rented, image: str, placement: dict[str, Any], folder: Path, complete: bool,

@@ -1,5 +1,5 @@
 """The commands on runs: start, resume, attach, fetch, logs, stop, rm and ls, each a few of a run's steps
-(plan → preflight → launch → follow → collect) in order.
+(plan → preflight → launch → the lifecycle: follow → collect) in order.
 
 Commands that take time yield events (events.py) as they go, ending with the Outcome; the others return
 their result. cli.py prints both.
@@ -8,9 +8,10 @@ their result. cli.py prints both.
 from __future__ import annotations
 
 from collections.abc import Generator, Iterator
+from dataclasses import dataclass
 from pathlib import Path
 
-from . import artifacts, build, fit, preflight, records, registry, rented, stage
+from . import artifacts, build, fit, lifecycle, preflight, records, registry, rented, stage
 from . import constants as c
 from .collect import collect
 from .engine import Engine, Run
@@ -19,10 +20,9 @@ from .events import Event, Following, Note, Outcome
 from .follow import CtrlC, follow
 from .launch import launch
 from .plan import RunPlan, replan
+from .records import Ending
 from .redact import redactor
 from .skytask import Rented
-
-OOM_EXIT = 137
 
 
 def start(plan: RunPlan, stop_timeout: int = c.STOP_TIMEOUT, expected: dict[str, str] | None = None, *,
@@ -46,8 +46,7 @@ def start(plan: RunPlan, stop_timeout: int = c.STOP_TIMEOUT, expected: dict[str,
         if plan.detach:
             yield Outcome(plan.run_id, 0, "running", smoke=plan.smoke)
             return
-        yield from follow_and_collect(engine, run, plan.out_dir, ctrl_c, stop_timeout,
-                                      stage.staged_configs(plan, digests))
+        yield from _live(engine, run, plan.out_dir, ctrl_c, stop_timeout, stage.staged_configs(plan, digests))
 
 
 def _image_ready(plan: RunPlan) -> Generator[Event, None, Engine | None]:
@@ -68,28 +67,41 @@ def _image_ready(plan: RunPlan) -> Generator[Event, None, Engine | None]:
     return engine
 
 
-def follow_and_collect(engine: Engine, run: Run, out_dir: Path, ctrl_c: CtrlC, stop_timeout: int = c.STOP_TIMEOUT,
-                       configs: dict[str, bytes] | None = None) -> Iterator[Event]:
-    """Follow a run to its end and copy its outputs home; Ctrl-C (from when `ctrl_c` was installed) stops it
-    cleanly first. `configs`: the staged configs when this process staged them (not read back from the engine)."""
-    yield Following(run.id)
-    interrupted = yield from follow(engine, run, redactor(run.flags.get("env", [])), ctrl_c)
-    if interrupted:
-        yield Note(f"stopping run {run.id} (up to {stop_timeout}s for it to save)...", warning=True)
-        engine.stop(run, stop_timeout)
-        path = collect(engine, run, out_dir, configs)
-        engine.remove_run(run.id)
-        yield Outcome(run.id, c.INTERRUPTED_EXIT, "stopped", path, bool(run.flags.get("smoke")))
-        return
-    path = collect(engine, run, out_dir, configs)
-    yield _outcome(engine.refresh(run), path)
+@dataclass(frozen=True)
+class Container:
+    """A started run's container on a Docker engine, as a lifecycle.Target. `configs`: the staged configs when this
+    process staged them (not read back from the engine)."""
+
+    engine: Engine
+    run: Run
+    out_dir: Path
+    configs: dict[str, bytes] | None = None
+
+    @property
+    def run_id(self) -> str:
+        return self.run.id
+
+    def follow(self, ctrl_c: CtrlC) -> Generator[Event, None, bool]:
+        yield Following(self.run.id)
+        return (yield from follow(self.engine, self.run, redactor(self.run.flags.get("env", [])), ctrl_c))
+
+    def stop(self, timeout: int) -> Iterator[Event]:
+        self.engine.stop(self.run, timeout)
+        yield from ()
+
+    def collect(self, complete: bool) -> tuple[Path, Ending]:
+        return collect(self.engine, self.run, self.out_dir, self.configs)  # the container says whether it ended
+
+    def close(self, stopped: bool) -> Iterator[Event]:
+        if stopped:  # its outputs so far are home as a .partial, from which `resume` starts a new container
+            self.engine.remove_run(self.run.id)
+        yield from ()
 
 
-def _outcome(run: Run, path: Path) -> Outcome:
-    code = run.exit_code or 0
-    if run.status == "oom":
-        code = code or OOM_EXIT
-    return Outcome(run.id, code, run.status, path, bool(run.flags.get("smoke")))
+def _live(engine: Engine, run: Run, out_dir: Path, ctrl_c: CtrlC, stop_timeout: int = c.STOP_TIMEOUT,
+          configs: dict[str, bytes] | None = None) -> Iterator[Event]:
+    yield from lifecycle.live(Container(engine, run, out_dir, configs), ctrl_c, stop_timeout,
+                              bool(run.flags.get("smoke")))
 
 
 def resume(host: str | None, ref: str, out_dir: Path, stop_timeout: int = c.STOP_TIMEOUT) -> Iterator[Event]:
@@ -118,7 +130,7 @@ def resume(host: str | None, ref: str, out_dir: Path, stop_timeout: int = c.STOP
         with CtrlC() as ctrl_c:
             engine.start(run)
             yield Note(f"run {run.id} resumed on {engine.url}")
-            yield from follow_and_collect(engine, run, out_dir, ctrl_c, stop_timeout)
+            yield from _live(engine, run, out_dir, ctrl_c, stop_timeout)
         return
     unreadable = [p for p in sorted(out_dir.glob(f"{ref}*.partial")) if records.load(p) is None]
     if not copies and unreadable:
@@ -138,7 +150,7 @@ def resume(host: str | None, ref: str, out_dir: Path, stop_timeout: int = c.STOP
     run = yield from launch(engine, plan, image, earlier=record.folder, expected=record.trained_on)
     with CtrlC() as ctrl_c:
         yield Note(f"run {record.run_id} resumed on {engine.url} from {record.folder}")
-        yield from follow_and_collect(engine, run, out_dir, ctrl_c, stop_timeout)
+        yield from _live(engine, run, out_dir, ctrl_c, stop_timeout)
 
 
 def _refuse_if_final(out_dir: Path, run_id: str) -> None:
@@ -151,15 +163,15 @@ def attach(host: str | None, ref: str, out_dir: Path) -> Iterator[Event]:
     engine = Engine.connect(host)
     run = engine.run(ref)
     with CtrlC() as ctrl_c:
-        yield from follow_and_collect(engine, run, out_dir, ctrl_c)
+        yield from _live(engine, run, out_dir, ctrl_c)
 
 
 def fetch(host: str | None, ref: str, out_dir: Path) -> Outcome:
     """Copy a run's outputs home now, whatever its state."""
     engine = Engine.connect(host)
     run = engine.run(ref)
-    path = collect(engine, run, out_dir)
-    return _outcome(engine.refresh(run), path)
+    path, ending = collect(engine, run, out_dir)
+    return lifecycle.outcome(run.id, path, ending, bool(run.flags.get("smoke")))
 
 
 def logs(host: str | None, ref: str, follow_: bool) -> Iterator[str]:

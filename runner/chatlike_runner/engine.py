@@ -195,6 +195,7 @@ class Engine:
         self.api = client.api
         self.url = url
         self._digests: dict[str, tuple[str, ...]] = {}
+        self._images: dict[str, Image] = {}  # found by ref: a command asks once (an image that is missing may come)
         self._info: dict[str, Any] | None = None
 
     @classmethod
@@ -252,6 +253,8 @@ class Engine:
 
     def image(self, ref: str) -> Image | None:
         """The image `ref` (a name or an id) on the engine, or None when it is not there."""
+        if ref in self._images:
+            return self._images[ref]
         with translated(f"reading image {ref}"):
             try:
                 attrs = self.api.inspect_image(ref)
@@ -259,7 +262,8 @@ class Engine:
                 return None
         digests = tuple(attrs.get("RepoDigests") or ())
         self._digests[attrs["Id"]] = digests
-        return Image(ref, attrs["Id"], digests, dict((attrs.get("Config") or {}).get("Labels") or {}))
+        found = self._images[ref] = Image(ref, attrs["Id"], digests, dict((attrs.get("Config") or {}).get("Labels") or {}))
+        return found
 
     def tag(self, image: str, target: str) -> None:
         """Give the image `image` (a name or an id) the name `target` (NAME:TAG)."""

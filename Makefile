@@ -61,6 +61,7 @@ bench: setup
 	$(BIN)/python bench/copy_out.py
 	$(BIN)/python bench/prepare.py
 	$(BIN)/python bench/start_overhead.py
+	$(BIN)/python bench/round_trips.py
 
 # Regenerate the hashed lock files, and check the CUDA lock against the index for linux x86_64.
 lock:

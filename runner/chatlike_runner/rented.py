@@ -24,7 +24,7 @@ import yaml
 from . import artifacts, fit, lifecycle, skypilot, skytask, stage
 from . import constants as c
 from .errors import ChatlikeError
-from .events import Event, Following, Log, Note, Outcome, TaskReady
+from .events import Event, Following, Log, Note, TaskReady
 from .follow import CtrlC, Tail
 from .plan import RunPlan, replan
 from .progress import progress_bar

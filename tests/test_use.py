@@ -274,6 +274,26 @@ def test_export_writes_a_gguf_llama_cpp_loads_with_training_s_template(trained, 
     assert leftovers() == []
 
 
+def test_export_over_ssh_adds_llama_cpp_on_that_engine(trained, cpu_image, docker_client, ssh_host, leftovers):
+    """Over ssh://, the export image is built on the engine the export runs on, by the docker CLI through the same
+    ssh (here a loopback sshd in front of this engine; BuildKit's cache keeps the build short)."""
+    project, run_id = trained
+    url, known_host, ssh_dir = ssh_host
+    (ssh_dir / "known_hosts").write_text(known_host)
+    export_image = export_tag(docker_client.images.get(cpu_image).id)
+    for tag in (export_image, f"{export_image}-base"):
+        if docker_client.images.list(name=tag):
+            docker_client.images.remove(tag)
+    result = run_cli(project, "export", run_id, "--gguf", "f16", "--name", "marco", "--force", "--host", url,
+                     home=Path(os.environ["HOME"]))
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    assert f"building {export_image} on it, once" in result.stdout and f"started on {url}" in result.stdout
+    assert "system dial-stdio" in (ssh_dir / "client-calls").read_text(), "the build did not go through ssh"
+    assert docker_client.images.get(export_image).labels["org.chatlike.llama-cpp-python"]
+    assert (project / "outputs" / run_id / "export" / "marco.f16.gguf").is_file()
+    assert leftovers() == []
+
+
 def test_a_missing_base_model_is_one_line(trained, leftovers):
     project, run_id = trained
     broken = project / "outputs" / "20261130-000000-base"

@@ -231,6 +231,15 @@ def gguf_facts(docker_client, image: str, export: Path, gguf: str) -> dict:
     return json.loads(output.decode().strip().splitlines()[-1])
 
 
+def without_export_image(docker_client, export_image: str) -> str:
+    """Remove `export_image` and the tag its build left on the training image, so that the next export builds it
+    again; returns its name."""
+    for tag in (export_image, f"{export_image}-base"):
+        if docker_client.images.list(name=tag):
+            docker_client.images.remove(tag)
+    return export_image
+
+
 @pytest.mark.parametrize("quant", ["q8_0", "f16"])
 def test_export_writes_a_gguf_llama_cpp_loads_with_training_s_template(trained, cpu_image, docker_client, quant,
                                                                       leftovers):
@@ -239,9 +248,7 @@ def test_export_writes_a_gguf_llama_cpp_loads_with_training_s_template(trained, 
     project, run_id = trained
     export_image = export_tag(docker_client.images.get(cpu_image).id)
     if quant == "q8_0":
-        for tag in (export_image, f"{export_image}-base"):
-            if docker_client.images.list(name=tag):
-                docker_client.images.remove(tag)
+        without_export_image(docker_client, export_image)
     existed = bool(docker_client.images.list(name=export_image))
     result = run_cli(project, "export", run_id, "--gguf", quant, "--name", "marco", "--force")
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr
@@ -280,10 +287,7 @@ def test_export_over_ssh_adds_llama_cpp_on_that_engine(trained, cpu_image, docke
     project, run_id = trained
     url, known_host, ssh_dir = ssh_host
     (ssh_dir / "known_hosts").write_text(known_host)
-    export_image = export_tag(docker_client.images.get(cpu_image).id)
-    for tag in (export_image, f"{export_image}-base"):
-        if docker_client.images.list(name=tag):
-            docker_client.images.remove(tag)
+    export_image = without_export_image(docker_client, export_tag(docker_client.images.get(cpu_image).id))
     result = run_cli(project, "export", run_id, "--gguf", "f16", "--name", "marco", "--force", "--host", url,
                      home=Path(os.environ["HOME"]))
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]

@@ -44,9 +44,9 @@ def command(flavor: str) -> list[str]:
     return ["bash", str(REPO / "docker" / "build.sh"), flavor]
 
 
-def build(flavor: str, host: str | None, tag: str | None, ca_bundle: Path | None, **env: str) -> int:
-    """Run the build with its output on this terminal; returns the build's exit code. `env`: more for build.sh."""
-    env = {**os.environ, **env, "DOCKER_BUILDKIT": "1",
+def build(flavor: str, host: str | None, tag: str | None, ca_bundle: Path | None, **more: str) -> int:
+    """Run the build with its output on this terminal; returns the build's exit code. `more`: variables for build.sh."""
+    env = {**os.environ, **more, "DOCKER_BUILDKIT": "1",
            "IMAGE": tag or (c.CPU_IMAGE if flavor == "cpu" else c.DEFAULT_IMAGE)}
     if host:
         env["DOCKER_HOST"] = host

@@ -34,6 +34,7 @@ try:
     import docker.api.client
     import docker.errors
     import docker.transport
+    import docker.types.daemon
     import requests.exceptions
     from docker.utils.socket import frames_iter
 finally:
@@ -332,18 +333,14 @@ class Engine:
             with contextlib.suppress(docker.errors.DockerException):
                 self.api.remove_image(SCRATCH_IMAGE, force=True)
 
-    def create(self, run_id: str, image_id: str, options: Mapping[str, Any], volumes: Iterable[str]) -> Run:
-        """Create the run's volumes and its container (not started). Removes both on failure."""
-        try:
-            with translated("creating the run"):
-                for name in volumes:
-                    self.client.volumes.create(name, labels={c.LABEL_RUN: run_id})
-                if not self._volume_exists(c.CACHE_VOLUME):
-                    self.client.volumes.create(c.CACHE_VOLUME, labels={c.LABEL_CACHE: "huggingface"})
-                container = self.client.containers.create(image_id, entrypoint=[], **_with_values(options))
-        except BaseException:
-            self.remove_run(run_id)
-            raise
+    def create(self, image_id: str, options: Mapping[str, Any], volumes: Mapping[str, Mapping[str, str]]) -> Run:
+        """Create the volumes that are missing (name → labels) and the container, not started. On failure the
+        caller removes what was made (`remove`, by the labels it gave)."""
+        with translated("creating the run"):
+            for name, labels in volumes.items():
+                if not self._volume_exists(name):
+                    self.client.volumes.create(name, labels=dict(labels))
+            container = self.client.containers.create(image_id, entrypoint=[], **_with_values(options))
         return self._run(container.attrs)
 
     def _volume_exists(self, name: str) -> bool:
@@ -370,9 +367,15 @@ class Engine:
             self.api.start(run.container_id)
 
     def logs(self, run: Run, *, follow: bool) -> Iterator[bytes]:
-        """The container's output as it comes (stdout and stderr interleaved)."""
+        """The container's output as it comes (stdout and stderr interleaved), closable. One request: docker-py's
+        `logs` first inspects the container for a TTY, which chatlike's containers never have (plan.py)."""
         with translated("reading the logs"):
-            return self.api.logs(run.container_id, stream=True, follow=follow)
+            url = self.api._url("/containers/{0}/logs", run.container_id)
+            params = {"stdout": 1, "stderr": 1, "follow": int(follow), "timestamps": 0, "tail": "all"}
+            response = self.api._get(url, params=params, stream=True)
+            self.api._raise_for_status(response)
+            return docker.types.daemon.CancellableStream(self.api._multiplexed_response_stream_helper(response),
+                                                         response)
 
     def wait(self, run: Run) -> int:
         with translated("waiting for the run"):
@@ -487,19 +490,21 @@ class Engine:
             raise ChatlikeError(f"no run {ref!r} on {self.url}; `chatlike-runner ls` lists the runs")
         return run
 
-    def remove_run(self, run_id: str, *, cache: bool = False) -> list[str]:
-        """Remove a run's containers and volumes (and the model cache if asked); returns what went."""
+    def remove(self, labels: Mapping[str, str], volumes: Iterable[str] = ()) -> list[str]:
+        """Remove the containers and volumes that carry `labels`, and the `volumes` named; returns what went."""
         removed = []
-        with translated(f"removing run {run_id}"):
-            for container in self.client.containers.list(all=True, filters={"label": f"{c.LABEL_RUN}={run_id}"}):
+        selector = {"label": [f"{key}={value}" for key, value in labels.items()]}
+        with translated("removing " + ", ".join(labels.values())):
+            for container in self.client.containers.list(all=True, filters=selector):
                 container.remove(force=True)
                 removed.append(f"container {container.name}")
-            for volume in self.client.volumes.list(filters={"label": f"{c.LABEL_RUN}={run_id}"}):
+            for volume in self.client.volumes.list(filters=selector):
                 volume.remove(force=True)
                 removed.append(f"volume {volume.name}")
-            if cache and self._volume_exists(c.CACHE_VOLUME):
-                self.client.volumes.get(c.CACHE_VOLUME).remove(force=True)
-                removed.append(f"volume {c.CACHE_VOLUME}")
+            for name in volumes:
+                if self._volume_exists(name):
+                    self.client.volumes.get(name).remove(force=True)
+                    removed.append(f"volume {name}")
         return removed
 
     def _run(self, attrs: Mapping[str, Any]) -> Run:

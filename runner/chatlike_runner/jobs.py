@@ -23,7 +23,7 @@ from .errors import ChatlikeError
 from .events import ChatReady, Event, Following, JobDone, Note, Progress, Question, Said
 from .follow import CtrlC, follow, uninterruptible
 from .parsing import parse_env_names, parse_gpus
-from .plan import JobPlan, container_options
+from .plan import JobPlan, container_options, owned_by
 from .progress import lines
 from .redact import redactor
 from .unpack import unpack
@@ -104,13 +104,13 @@ def job_container(plan: JobPlan) -> Iterator[tuple[Engine, Image, Run]]:
     found = preflight.checks(plan.host, plan.image, plan.gpus, plan.run_dir, inputs)
     preflight.require(found)
     engine, image = found[0].data, found[2].data
-    run = engine.create(plan.job_id, image.id, container_options(plan), [plan.input_volume, plan.output_volume])
     try:
+        run = engine.create(image.id, container_options(plan), plan.volume_labels)
         engine.put(run, c.INPUT_DIR, stage.job_archive(plan, {}))
         yield engine, image, run
     finally:
         with uninterruptible():
-            engine.remove_run(plan.job_id)
+            engine.remove(owned_by(plan.job_id))
 
 
 def _failure(engine: Engine, run: Run, plan: JobPlan, said: str = "") -> ChatlikeError:

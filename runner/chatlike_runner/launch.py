@@ -14,7 +14,7 @@ from . import constants as c
 from .engine import Engine, Image, Run
 from .events import Note
 from .follow import uninterruptible
-from .plan import RunPlan, container_options
+from .plan import RunPlan, container_options, owned_by
 
 
 def launch(
@@ -24,9 +24,9 @@ def launch(
     """Create, stage (and `earlier` outputs back), validate, start. `expected` are the sha256s the inputs must
     have: those run `source` trained on (a resumed or reproduced run); `digests` receives those staged.
     Returns the started run."""
-    run = engine.create(plan.run_id, image.id, container_options(plan), [plan.input_volume, plan.output_volume])
     digests = {} if digests is None else digests
     try:
+        run = engine.create(image.id, container_options(plan), plan.volume_labels)
         engine.put(run, c.INPUT_DIR, stage.input_archive(plan, digests))
         stage.check_unchanged(plan, digests, expected, source)
         if earlier is not None:
@@ -39,6 +39,6 @@ def launch(
         engine.start(run)
     except BaseException:
         with uninterruptible():
-            engine.remove_run(plan.run_id)
+            engine.remove(owned_by(plan.run_id))
         raise
     return run

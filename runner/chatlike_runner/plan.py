@@ -41,6 +41,11 @@ def output_volume(key: str) -> str:
     return f"chatlike-{key}-output"
 
 
+def owned_by(key: str) -> dict[str, str]:
+    """The label on every container and volume of a run (or a job) by its id: what removes them together."""
+    return {c.LABEL_RUN: key}
+
+
 class _Container:
     """The names of a plan's container and volumes, all made from its `key` (a run's id, or a job's)."""
 
@@ -66,6 +71,12 @@ class _Container:
     def volumes(self) -> dict[str, str]:
         """Volume name -> mount point in the container."""
         return {self.input_volume: c.INPUT_DIR, self.output_volume: c.OUTPUT_DIR, c.CACHE_VOLUME: c.CACHE_DIR}
+
+    @property
+    def volume_labels(self) -> dict[str, dict[str, str]]:
+        """Volume name -> labels, for each volume made when missing: its own two, and the shared model cache."""
+        own = owned_by(self.key)
+        return {self.input_volume: own, self.output_volume: own, c.CACHE_VOLUME: {c.LABEL_CACHE: "huggingface"}}
 
 
 @dataclass(frozen=True)
@@ -127,7 +138,7 @@ class RunPlan(_Container):
 
     def labels(self, role: str | None = None) -> dict[str, str]:
         return {
-            c.LABEL_RUN: self.run_id,
+            **owned_by(self.run_id),
             c.LABEL_ROLE: role or self.role,
             c.LABEL_PLAN: json.dumps(self.flags(), sort_keys=True),
         }
@@ -172,7 +183,7 @@ class JobPlan(_Container):
 
     def labels(self, role: str | None = None) -> dict[str, str]:
         """The job's container and volumes carry its own id, so that removing them never touches the run's."""
-        return {c.LABEL_RUN: self.job_id, c.LABEL_ROLE: role or self.role}
+        return {**owned_by(self.job_id), c.LABEL_ROLE: role or self.role}
 
 
 def new_run_id(now: float | None = None) -> str:
@@ -363,7 +374,7 @@ def copy_options(run_id: str, dest: Path, uid: int, gid: int) -> dict[str, Any]:
     the engine's volume folders. The volume is read-only in it, and it has no network."""
     return {
         "command": ["chatlike-train", "copy", "/chatlike/output", "/chatlike/home"],
-        "labels": {c.LABEL_RUN: run_id, c.LABEL_ROLE: c.ROLE_COPY},
+        "labels": {**owned_by(run_id), c.LABEL_ROLE: c.ROLE_COPY},
         "volumes": {output_volume(run_id): {"bind": "/chatlike/output", "mode": "ro"},
                     str(dest): {"bind": "/chatlike/home", "mode": "rw"}},
         "network_mode": "none",

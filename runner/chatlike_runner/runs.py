@@ -19,7 +19,7 @@ from .errors import ChatlikeError
 from .events import Event, Following, Note, Outcome
 from .follow import CtrlC, follow
 from .launch import launch
-from .plan import RunPlan, replan
+from .plan import RunPlan, owned_by, replan
 from .records import Ending
 from .redact import redactor
 from .skytask import Rented
@@ -94,7 +94,7 @@ class Container:
 
     def close(self, stopped: bool) -> Iterator[Event]:
         if stopped:  # its outputs so far are home as a .partial, from which `resume` starts a new container
-            self.engine.remove_run(self.run.id)
+            self.engine.remove(owned_by(self.run.id))
         yield from ()
 
 
@@ -200,7 +200,7 @@ def remove(host: str | None, ref: str, out_dir: Path, *, force: bool, cache: boo
             f"run {run.id}'s outputs were never fetched into {out_dir}; "
             f"`chatlike-runner fetch {run.id}` first (or pass --out), or --force to discard them"
         )
-    return engine.remove_run(run.id, cache=cache)
+    return engine.remove(owned_by(run.id), [c.CACHE_VOLUME] if cache else [])
 
 
 def listing(host: str | None) -> list[Run]:

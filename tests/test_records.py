@@ -106,8 +106,8 @@ def test_a_run_with_a_rented_box_goes_there_and_never_to_the_engine(tmp_path, mo
     plan = build_plan(tmp_path / "config.yml", image="ghcr.io/you/t@sha256:" + "0" * 64, environ={})
     where, asked = rented("runpod"), []
 
-    def start_on(plan, where, image, **options):
-        asked.append((where.provider, image, options))
+    def start_on(plan, where, **options):
+        asked.append((where.provider, plan.image, options))
         yield Note("on a fixture box")
 
     monkeypatch.setattr(runs.rented, "start_on", start_on)

@@ -28,12 +28,13 @@ CLEANING_UP = "still cleaning up: the run is being stopped and its outputs saved
 class CtrlC:
     """Ctrl-C as a request, from the moment a run or job is started until its clean-up is done: the first press
     is noted (and closes the log stream being followed, if any); later ones write `notice` to stderr and do
-    nothing else, so the clean-up that follows cannot be cut short."""
+    nothing else, so the clean-up that follows cannot be cut short. Within `cancelling()` it cancels instead."""
 
     def __init__(self, notice: str = CLEANING_UP) -> None:
         self.notice = notice
         self.pressed = threading.Event()
         self.stream: Any = None
+        self._cancels = False
 
     def __enter__(self) -> CtrlC:
         self._previous = signal.signal(signal.SIGINT, self._handle)
@@ -42,7 +43,19 @@ class CtrlC:
     def __exit__(self, *exc: object) -> None:
         signal.signal(signal.SIGINT, self._previous)
 
+    @contextlib.contextmanager
+    def cancelling(self) -> Iterator[None]:
+        """Within it a Ctrl-C cancels what is under way (KeyboardInterrupt), as before anything was started: for a
+        start that removes what it made when interrupted."""
+        self._cancels = True
+        try:
+            yield
+        finally:
+            self._cancels = False
+
     def _handle(self, *_: object) -> None:
+        if self._cancels:
+            raise KeyboardInterrupt
         if self.pressed.is_set():
             os.write(2, f"\n{self.notice}\n".encode())  # in a signal handler: no buffered print
             return

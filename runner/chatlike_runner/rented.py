@@ -15,7 +15,7 @@ import os
 import shlex
 import shutil
 import time
-from collections.abc import Callable, Generator, Iterator
+from collections.abc import Callable, Generator, Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -69,40 +69,16 @@ def summary(placement: dict[str, Any]) -> str:
     return f"{where}, {_price(placement.get('hourly_price_usd'))}"
 
 
-def start_on(plan: RunPlan, where: Rented, image: str, *, dry_run: bool = False, stop_timeout: int = c.STOP_TIMEOUT,
-             expected: dict[str, str] | None = None, earlier: Path | None = None) -> Iterator[Event]:
+def start_on(plan: RunPlan, where: Rented, *, dry_run: bool = False, stop_timeout: int = c.STOP_TIMEOUT,
+             expected: Mapping[str, str] | None = None, earlier: Path | None = None) -> Iterator[Event]:
     """Write and check the run's SkyPilot task; unless `dry_run`, launch it, follow it, bring its outputs home
     and tear the cluster down (unless `where.keep`). `earlier`: a stopped run's outputs to continue from."""
-    folder = launch_folder(plan.out_dir, plan.run_id)
-    shutil.rmtree(folder, ignore_errors=True)  # what an interrupted launch of this run left
-    kept = False
+    box = Box(plan, where, expected, earlier)
     try:
-        config, estimate = _task(plan, where, image, folder, expected, earlier)
-        yield from fit.check_rented(plan, where, image)
-        text = yaml.dump(config, Dumper=_TaskDumper, sort_keys=False)
-        (folder / TASK).write_text(text, encoding="utf-8")
-        kept = dry_run  # a dry run leaves the task and its uploads to look at
-        yield TaskReady(plan.run_id, folder / TASK, text, estimate, summary(estimate), dry_run)
-        if where.spot:
-            yield Note("--spot: Runpod may take the pod back at any time; a pre-emption ends the run and its disk "
-                       "goes with it, checkpoints included: nothing comes home but what Ctrl-C brought (a .partial)",
-                       warning=True)
-        if not dry_run:
-            yield from _run(plan, where, image, config, folder, estimate, stop_timeout)
+        yield from lifecycle.run(box, stop_timeout, dry_run=dry_run)
     finally:
-        if not kept:
-            shutil.rmtree(folder, ignore_errors=True)
-
-
-def _task(plan: RunPlan, where: Rented, image: str, folder: Path, expected: dict[str, str] | None,
-          earlier: Path | None) -> tuple[dict[str, Any], dict[str, Any]]:
-    """Stage the inputs (and earlier outputs) into the launch folder; the task, checked offline, and its placement."""
-    digests: dict[str, str] = {}
-    unpack(stage.input_archive(plan, digests), folder / "input", strip=0)
-    stage.check_unchanged(plan, digests, expected, plan.reproduces)
-    outputs = _copy_earlier(earlier, folder / "output") if earlier is not None else None
-    config = skytask.task_config(plan, where, image, folder / "input", outputs)
-    return config, skypilot.validate(config)
+        if not box.kept:
+            shutil.rmtree(box.folder, ignore_errors=True)
 
 
 def _copy_earlier(partial: Path, dest: Path) -> Path:
@@ -124,47 +100,14 @@ def _copy_earlier(partial: Path, dest: Path) -> Path:
     return dest
 
 
-def _run(plan: RunPlan, where: Rented, image: str, config: dict[str, Any], folder: Path, estimate: dict[str, Any],
-         stop_timeout: int) -> Iterator[Event]:
-    cluster = config["name"]
-    secrets = {name: os.environ[name] for name in plan.env_names if os.environ.get(name)}
-    remote = skypilot.remote_api_server()
-    if remote is not None:
-        raise ChatlikeError(f"SkyPilot's API server is {remote}, not a local one: it writes no ssh alias for "
-                            f"{cluster} on this machine, so neither Ctrl-C nor the copy home could reach the box. "
-                            "Launch with a local API server (`sky api logout`; `sky api start` starts one)")
-    with CtrlC() as ctrl_c:
-        try:
-            job = yield from skypilot.launch(config, secrets)
-        except BaseException:
-            _down_after_failure(cluster)
-            raise
-        try:
-            yield from _after_launch(plan, where, image, config, folder, estimate, stop_timeout, job, ctrl_c)
-        except ChatlikeError:
-            raise
-        except Exception as exc:  # whatever broke, the one line says what became of the cluster
-            raise _failed(plan, cluster, f"{type(exc).__name__}: {skypilot.first_line(exc)}", job,
-                          _snapshot(plan, where, image, estimate, folder)) from None
-
-
-def _after_launch(plan: RunPlan, where: Rented, image: str, config: dict[str, Any], folder: Path,
-                  estimate: dict[str, Any], stop_timeout: int, job: int,
-                  ctrl_c: CtrlC) -> Iterator[Event]:
-    cluster = config["name"]
-    placement = skypilot.placement(cluster) or estimate
-    yield Note(f"run {plan.run_id} started on {summary(placement)} (cluster {cluster})")
-    yield from lifecycle.live(Box(plan, where, image, folder, placement, job), ctrl_c, stop_timeout)
-
-
 def _outputs(cluster: str) -> Callable[[Path], None]:
     """What copies the cluster's output folder into a folder at home."""
     return lambda tmp: skypilot.fetch(cluster, c.OUTPUT_DIR, tmp)
 
 
-def _snapshot(plan: RunPlan, where: Rented, image: str, placement: dict[str, Any], folder: Path) -> Callable[[], Path]:
+def _snapshot(plan: RunPlan, where: Rented, placement: dict[str, Any], folder: Path) -> Callable[[], Path]:
     """What brings the run's outputs so far home as OUT/<run-id>.partial (resumable), and says where."""
-    return lambda: collect(plan, where, image, placement, folder, False, _outputs(skytask.cluster_name(plan.run_id)))[0]
+    return lambda: collect(plan, where, placement, folder, False, _outputs(skytask.cluster_name(plan.run_id)))[0]
 
 
 def _failed(plan: RunPlan, cluster: str, what: str, job: int | None = None,
@@ -210,21 +153,69 @@ def _down_after_failure(cluster: str) -> None:
 
 
 class Box:
-    """A started run's cluster on a rented box, as a lifecycle.Target: its job's log through SkyPilot (followed again
-    when the stream breaks), Ctrl-C as `chatlike-train`'s graceful stop on the box, the outputs copied home over
-    SkyPilot's ssh alias, then the cluster torn down (or kept, --keep)."""
+    """A run's cluster on a rented box, as a lifecycle.Target: its inputs (and `earlier` outputs) staged into its
+    launch folder with the SkyPilot task, checked offline; launched through SkyPilot; its job's log followed (again
+    when the stream breaks); Ctrl-C as `chatlike-train`'s graceful stop on the box; the outputs copied home over
+    SkyPilot's ssh alias; then the cluster torn down (or kept, --keep). The caller removes the launch folder at the
+    end unless `kept` (a dry run's, to look at)."""
 
-    def __init__(self, plan: RunPlan, where: Rented, image: str, folder: Path, placement: dict[str, Any],
-                 job: int) -> None:
-        self.plan, self.where, self.image, self.folder, self.placement, self.job = plan, where, image, folder, placement, job
-        self.run_id = plan.run_id
+    def __init__(self, plan: RunPlan, where: Rented, expected: Mapping[str, str] | None = None,
+                 earlier: Path | None = None) -> None:
+        self.plan, self.where, self.expected, self.earlier = plan, where, expected, earlier
+        self.run_id, self.smoke = plan.run_id, plan.smoke
         self.cluster = skytask.cluster_name(plan.run_id)
+        self.folder = launch_folder(plan.out_dir, plan.run_id)
+        self.kept = False
+        self.job: int | None = None
+        self._config: dict[str, Any] = {}
+        self.placement: dict[str, Any] = {}
         self._redact = redactor(plan.env_names)
         self._seen = 0  # the job's own lines read so far: a stream followed again skips them
         self._refused: str | None = None
         self._finished: str | None = None
         self._tail: Tail | None = None
         self._job_log = skypilot.JobLog()
+
+    def prepare(self, dry_run: bool) -> Iterator[Event]:
+        """Stage the inputs (and earlier outputs) into the launch folder, write the task, check it and the fit."""
+        shutil.rmtree(self.folder, ignore_errors=True)  # what an interrupted launch of this run left
+        digests: dict[str, str] = {}
+        unpack(stage.input_archive(self.plan, digests), self.folder / "input", strip=0)
+        stage.check_unchanged(self.plan, digests, self.expected, self.plan.reproduces)
+        outputs = _copy_earlier(self.earlier, self.folder / "output") if self.earlier is not None else None
+        self._config = skytask.task_config(self.plan, self.where, self.plan.image, self.folder / "input", outputs)
+        self.placement = skypilot.validate(self._config)
+        yield from fit.check_rented(self.plan, self.where, self.plan.image)
+        text = yaml.dump(self._config, Dumper=_TaskDumper, sort_keys=False)
+        (self.folder / TASK).write_text(text, encoding="utf-8")
+        self.kept = dry_run  # a dry run leaves the task and its uploads to look at
+        yield TaskReady(self.run_id, self.folder / TASK, text, self.placement, summary(self.placement), dry_run)
+        if self.where.spot:
+            yield Note("--spot: Runpod may take the pod back at any time; a pre-emption ends the run and its disk "
+                       "goes with it, checkpoints included: nothing comes home but what Ctrl-C brought (a .partial)",
+                       warning=True)
+
+    def start(self, ctrl_c: CtrlC) -> Iterator[Event]:
+        """Launch through SkyPilot. A Ctrl-C meanwhile does not cut it short (SkyPilot's API server would go on
+        provisioning without us): the run is stopped gracefully once started. A failed launch is torn down."""
+        remote = skypilot.remote_api_server()
+        if remote is not None:
+            raise ChatlikeError(f"SkyPilot's API server is {remote}, not a local one: it writes no ssh alias for "
+                                f"{self.cluster} on this machine, so neither Ctrl-C nor the copy home could reach the "
+                                "box. Launch with a local API server (`sky api logout`; `sky api start` starts one)")
+        secrets = {name: os.environ[name] for name in self.plan.env_names if os.environ.get(name)}
+        try:
+            self.job = yield from skypilot.launch(self._config, secrets)
+        except BaseException:
+            _down_after_failure(self.cluster)
+            raise
+        self.placement = skypilot.placement(self.cluster) or self.placement
+        yield Note(f"run {self.run_id} started on {summary(self.placement)} (cluster {self.cluster})")
+
+    def failed(self, error: Exception) -> Exception:
+        """Whatever broke, the one line says what became of the cluster."""
+        return _failed(self.plan, self.cluster, f"{type(error).__name__}: {skypilot.first_line(error)}", self.job,
+                       _snapshot(self.plan, self.where, self.placement, self.folder))
 
     def follow(self, ctrl_c: CtrlC) -> Generator[Event, None, bool]:
         """The run's log until its job ends, Ctrl-C is pressed, or the box stops answering. Every line is kept for
@@ -258,7 +249,7 @@ class Box:
                 lost = f"the log stream of run {self.run_id} broke {streams} times{broke}"
             if lost is not None:
                 raise _failed(self.plan, self.cluster, lost, self.job,
-                              _snapshot(self.plan, self.where, self.image, self.placement, self.folder))
+                              _snapshot(self.plan, self.where, self.placement, self.folder))
             yield Note(f"the log stream from {self.cluster} was lost{broke}; the run goes on: following it again",
                        warning=True)
             time.sleep(RECONNECT_WAIT)
@@ -279,8 +270,7 @@ class Box:
 
     def collect(self, complete: bool) -> tuple[Path, Ending]:
         try:
-            return collect(self.plan, self.where, self.image, self.placement, self.folder, complete,
-                           _outputs(self.cluster))
+            return collect(self.plan, self.where, self.placement, self.folder, complete, _outputs(self.cluster))
         except ChatlikeError as exc:
             raise _failed(self.plan, self.cluster, exc.format_message()) from None
 
@@ -318,7 +308,7 @@ class Box:
                     yield Log(line.text if line.rank == 0 else f"[node {line.rank}] {line.text}")
 
 
-def collect(plan: RunPlan, where: Rented, image: str, placement: dict[str, Any], folder: Path, complete: bool,
+def collect(plan: RunPlan, where: Rented, placement: dict[str, Any], folder: Path, complete: bool,
             fetch: Callable[[Path], None]) -> tuple[Path, Ending]:
     """Bring the run's outputs home (`fetch(tmp)` copies the cluster's output folder into tmp) with its staged
     configs, the followed log and the manifest; published as OUT/<run-id> (or .partial when stopped)."""
@@ -338,7 +328,7 @@ def collect(plan: RunPlan, where: Rented, image: str, placement: dict[str, Any],
         endings.append(ending)
         sums = artifacts.parse_sums((inputs / c.INPUT_SUMS).read_text(encoding="utf-8"))
         return artifacts.manifest(run_id=plan.run_id, flags={**plan.flags(), "on": where.flags()}, ending=ending,
-                                  image={"ref": image, "id": None, "digests": [image]},
+                                  image={"ref": plan.image, "id": None, "digests": [plan.image]},
                                   engine={"skypilot_cluster": skytask.cluster_name(plan.run_id)}, inputs=sums,
                                   files=files, rented=placement)
 
@@ -364,11 +354,10 @@ def resume_on(record: Record, out_dir: Path, stop_timeout: int) -> Iterator[Even
     """Continue a rented run stopped by Ctrl-C on a new cluster, from its checkpoints in OUT/<run-id>.partial."""
     try:
         flags = record.flags
-        where, image = skytask.from_flags(flags["on"]), flags["image"]
+        where = skytask.from_flags(flags["on"])
         plan = replan(flags, record.run_id, out_dir)
     except (KeyError, TypeError, ValueError):
         raise ChatlikeError(f"{record.folder / c.RUN_MANIFEST} is not a whole manifest of a run on a rented box; "
                             "cannot resume from it") from None
     yield Note(f"resuming run {plan.run_id} on a new {where.provider} cluster from {record.folder}")
-    yield from start_on(plan, where, image, stop_timeout=stop_timeout, expected=record.trained_on,
-                        earlier=record.folder)
+    yield from start_on(plan, where, stop_timeout=stop_timeout, expected=record.trained_on, earlier=record.folder)

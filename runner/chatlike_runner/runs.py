@@ -7,8 +7,7 @@ their result. cli.py prints both.
 
 from __future__ import annotations
 
-from collections.abc import Generator, Iterator
-from dataclasses import dataclass
+from collections.abc import Generator, Iterator, Mapping
 from pathlib import Path
 
 from . import artifacts, build, fit, lifecycle, preflight, records, registry, rented, stage
@@ -28,32 +27,21 @@ from .skytask import Rented
 def start(plan: RunPlan, stop_timeout: int = c.STOP_TIMEOUT, expected: dict[str, str] | None = None, *,
           where: Rented | None = None, dry_run: bool = False) -> Iterator[Event]:
     """Check, create, stage and start a run; then follow and collect it unless detached. `expected`: sha256s
-    its inputs must have (a reproduced run's). On the rented box `where` (`--on`), rented.py does it all.
+    its inputs must have (a reproduced run's). It runs on the rented box `where` (`--on`), else on `plan.host`.
 
     A missing image is pulled first when named by digest; a smoke run's CPU image is built when missing.
     """
     if where is not None:
-        yield from rented.start_on(plan, where, plan.image, dry_run=dry_run, stop_timeout=stop_timeout,
-                                   expected=expected)
+        yield from rented.start_on(plan, where, dry_run=dry_run, stop_timeout=stop_timeout, expected=expected)
         return
-    engine = yield from _image_ready(plan)
-    engine, image, gpus = preflight.for_run(plan, engine)
-    yield from fit.check_here(plan, gpus, image.id, engine)
-    digests: dict[str, str] = {}
-    run = yield from launch(engine, plan, image, expected=expected, source=plan.reproduces, digests=digests)
-    with CtrlC() as ctrl_c:  # from here on a Ctrl-C stops the started run gracefully
-        yield Note(f"run {plan.run_id} started on {engine.url}")
-        if plan.detach:
-            yield Outcome(plan.run_id, 0, "running", smoke=plan.smoke)
-            return
-        yield from _live(engine, run, plan.out_dir, ctrl_c, stop_timeout, stage.staged_configs(plan, digests))
+    yield from lifecycle.run(Container(plan.out_dir, plan=plan, expected=expected), stop_timeout, detach=plan.detach)
 
 
-def _image_ready(plan: RunPlan) -> Generator[Event, None, Engine | None]:
-    """The engine, with `plan.image` on it when it can be got: pulled when named by digest, or built when a
-    smoke run's CPU image is missing (never the CUDA one: big, and it needs the GPU checks of `build`). None
-    when the engine is unreachable: preflight says so with the other checks."""
-    engine = preflight.engine_check(plan.host).data
+def _image_ready(plan: RunPlan, engine: Engine | None = None) -> Generator[Event, None, Engine | None]:
+    """The engine (`engine`, else the plan's), with `plan.image` on it when it can be got: pulled when named by
+    digest, or built when a smoke run's CPU image is missing (never the CUDA one: big, and it needs the GPU checks
+    of `build`). None when the engine is unreachable: preflight says so with the other checks."""
+    engine = engine or preflight.engine_check(plan.host).data
     if engine is None or engine.image(plan.image) is not None:
         return engine
     if registry.is_digest(plan.image):
@@ -67,41 +55,63 @@ def _image_ready(plan: RunPlan) -> Generator[Event, None, Engine | None]:
     return engine
 
 
-@dataclass(frozen=True)
 class Container:
-    """A started run's container on a Docker engine, as a lifecycle.Target. `configs`: the staged configs when this
-    process staged them (not read back from the engine)."""
+    """A run's container on a Docker engine, as a lifecycle.Target: planned (`plan`: created, staged and started by
+    launch.py; `earlier`: a stopped run's outputs staged back, `expected`: the sha256s its inputs must have) or
+    found on the engine (`engine` and `run`: started again, or followed as it runs)."""
 
-    engine: Engine
-    run: Run
-    out_dir: Path
-    configs: dict[str, bytes] | None = None
+    def __init__(self, out_dir: Path, *, plan: RunPlan | None = None, expected: Mapping[str, str] | None = None,
+                 earlier: Path | None = None, engine: Engine | None = None, run: Run | None = None) -> None:
+        self.out_dir, self.plan, self.expected, self.earlier = out_dir, plan, expected, earlier
+        self.engine, self.run = engine, run
+        self.run_id = plan.run_id if plan is not None else run.id if run is not None else ""
+        self.smoke = plan.smoke if plan is not None else bool(run is not None and run.flags.get("smoke"))
+        self._configs: dict[str, bytes] | None = None  # the configs as staged by this process
 
-    @property
-    def run_id(self) -> str:
-        return self.run.id
+    def prepare(self, dry_run: bool) -> Iterator[Event]:
+        if self.plan is None:  # found on the engine: checked and staged when it was first started
+            return
+        engine = yield from _image_ready(self.plan, self.engine)
+        self.engine, self._image, gpus = preflight.for_run(self.plan, engine)
+        yield from fit.check_here(self.plan, gpus, self._image.id, self.engine)
+
+    def start(self, ctrl_c: CtrlC) -> Iterator[Event]:
+        assert self.engine is not None
+        if self.plan is None:
+            assert self.run is not None
+            self.engine.start(self.run)
+            yield Note(f"run {self.run_id} resumed on {self.engine.url}")
+            return
+        digests: dict[str, str] = {}
+        with ctrl_c.cancelling():  # until it has started, Ctrl-C cancels: launch leaves nothing on the engine
+            self.run = yield from launch(self.engine, self.plan, self._image, earlier=self.earlier,
+                                         expected=self.expected, source=self.plan.reproduces, digests=digests)
+        self._configs = stage.staged_configs(self.plan, digests)
+        where = f" from {self.earlier}" if self.earlier is not None else ""
+        yield Note(f"run {self.run_id} {'resumed' if self.earlier else 'started'} on {self.engine.url}{where}")
 
     def follow(self, ctrl_c: CtrlC) -> Generator[Event, None, bool]:
+        assert self.engine is not None and self.run is not None
         yield Following(self.run.id)
         return (yield from follow(self.engine, self.run, redactor(self.run.flags.get("env", [])), ctrl_c))
 
     def stop(self, timeout: int) -> Iterator[Event]:
+        assert self.engine is not None and self.run is not None
         self.engine.stop(self.run, timeout)
         yield from ()
 
     def collect(self, complete: bool) -> tuple[Path, Ending]:
-        return collect(self.engine, self.run, self.out_dir, self.configs)  # the container says whether it ended
+        assert self.engine is not None and self.run is not None
+        return collect(self.engine, self.run, self.out_dir, self._configs)  # the container says whether it ended
 
     def close(self, stopped: bool) -> Iterator[Event]:
         if stopped:  # its outputs so far are home as a .partial, from which `resume` starts a new container
-            self.engine.remove(owned_by(self.run.id))
+            assert self.engine is not None
+            self.engine.remove(owned_by(self.run_id))
         yield from ()
 
-
-def _live(engine: Engine, run: Run, out_dir: Path, ctrl_c: CtrlC, stop_timeout: int = c.STOP_TIMEOUT,
-          configs: dict[str, bytes] | None = None) -> Iterator[Event]:
-    yield from lifecycle.live(Container(engine, run, out_dir, configs), ctrl_c, stop_timeout,
-                              bool(run.flags.get("smoke")))
+    def failed(self, error: Exception) -> Exception:
+        return error  # the container stays on the engine, its own error says what broke
 
 
 def resume(host: str | None, ref: str, out_dir: Path, stop_timeout: int = c.STOP_TIMEOUT) -> Iterator[Event]:
@@ -127,10 +137,7 @@ def resume(host: str | None, ref: str, out_dir: Path, stop_timeout: int = c.STOP
         if run.status == "succeeded":
             raise ChatlikeError(f"run {run.id} has finished: there is nothing to resume; start a new run")
         _refuse_if_final(out_dir, run.id)
-        with CtrlC() as ctrl_c:
-            engine.start(run)
-            yield Note(f"run {run.id} resumed on {engine.url}")
-            yield from _live(engine, run, out_dir, ctrl_c, stop_timeout)
+        yield from lifecycle.run(Container(out_dir, engine=engine, run=run), stop_timeout)
         return
     unreadable = [p for p in sorted(out_dir.glob(f"{ref}*.partial")) if records.load(p) is None]
     if not copies and unreadable:
@@ -146,11 +153,8 @@ def resume(host: str | None, ref: str, out_dir: Path, stop_timeout: int = c.STOP
         raise ChatlikeError(f"{record.folder / c.RUN_MANIFEST} is not a whole manifest of a run; cannot resume from it")
     _refuse_if_final(out_dir, record.run_id)
     plan = replan(record.flags, record.run_id, out_dir, host)
-    engine, image, _ = preflight.for_run(plan, engine)
-    run = yield from launch(engine, plan, image, earlier=record.folder, expected=record.trained_on)
-    with CtrlC() as ctrl_c:
-        yield Note(f"run {record.run_id} resumed on {engine.url} from {record.folder}")
-        yield from _live(engine, run, out_dir, ctrl_c, stop_timeout)
+    yield from lifecycle.run(Container(out_dir, plan=plan, expected=record.trained_on, earlier=record.folder,
+                                       engine=engine), stop_timeout)
 
 
 def _refuse_if_final(out_dir: Path, run_id: str) -> None:
@@ -161,9 +165,8 @@ def _refuse_if_final(out_dir: Path, run_id: str) -> None:
 def attach(host: str | None, ref: str, out_dir: Path) -> Iterator[Event]:
     """Follow a run again (after --detach or a lost connection) and collect it when it ends."""
     engine = Engine.connect(host)
-    run = engine.run(ref)
     with CtrlC() as ctrl_c:
-        yield from _live(engine, run, out_dir, ctrl_c)
+        yield from lifecycle.live(Container(out_dir, engine=engine, run=engine.run(ref)), ctrl_c, c.STOP_TIMEOUT)
 
 
 def fetch(host: str | None, ref: str, out_dir: Path) -> Outcome:

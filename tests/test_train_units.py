@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import ast
 import json
+import re
 import signal
 import subprocess
 import sys
@@ -16,7 +17,7 @@ from chatlike_runner.train import manifest
 from chatlike_runner.train.errors import TrainError
 from chatlike_runner.train.gpus import count_from_env, parse_smi
 from chatlike_runner.train.training import exit_code, train_command
-from chatlike_runner.train.validate import DatasetFormat, conversation, problems_summary, unknown_keys
+from chatlike_runner.train.validate import DatasetFormat, conversation, line_problems, problems_summary, unknown_keys
 
 REPO = Path(__file__).parents[1]
 
@@ -162,16 +163,89 @@ def test_unknown_keys_come_with_the_closest_known_one():
 @pytest.mark.parametrize(
     ("line", "problem"),
     [
-        ("{oops", "not JSON"),
-        ('{"text": "hi"}', "no 'messages' list"),
-        ('{"messages": [{"role": "bot", "content": "hi"}]}', "unknown role 'bot'"),
-        ('{"messages": [{"role": "user", "content": "hi"}]}', "no assistant turn"),
-        ('{"messages": [{"role": "assistant"}]}', "has no text"),
+        ("{oops", "not JSON (Expecting property name enclosed in double quotes at column 2)"),
+        ('["a"]', "a list, expected an object with a 'messages' list"),
+        ('{"text": "hi"}', "messages: missing, expected a list of turns"),
+        ('{"messages": {"role": "user"}}', "messages: a mapping, expected a list of turns"),
+        ('{"messages": []}', "messages: an empty list, expected a list of turns"),
+        ('{"messages": [{"role": "user", "content": "hi"}, 7]}', "messages[1]: a number (7), expected an object with 'role' and 'content'"),
+        ('{"messages": [{"role": "user", "content": "hi"}, {"role": {"name": "me"}, "content": "x"}]}',
+         "messages[1].role: a mapping, expected one of the roles assistant, gpt, human, system, tool, user"),
+        ('{"messages": [{"role": ["user"], "content": "hi"}]}', "messages[0].role: a list, expected one of the roles"),
+        ('{"messages": [{"role": "bot", "content": "hi"}]}', "messages[0].role: a string ('bot'), expected one of"),
+        ('{"messages": [{"content": "hi"}]}', "messages[0].role: missing, expected one of"),
+        ('{"messages": [{"role": "user", "content": "hi"}]}', "messages: no assistant turn"),
+        ('{"messages": [{"role": "assistant"}]}', "messages[0].content: missing, expected a string (the assistant turn's text)"),
+        ('{"messages": [{"role": "assistant", "content": null}]}', "messages[0].content: null, expected a string"),
+        ('{"messages": [{"role": "assistant", "content": ["a", "b"]}]}', "messages[0].content: a list, expected a string"),
     ],
 )
-def test_bad_conversations_say_what_is_wrong(line, problem):
+def test_bad_conversations_say_where_what_was_found_and_what_was_expected(line, problem):
     messages, found = conversation(line, DatasetFormat())
-    assert messages is None and problem in found
+    assert messages is None and str(found).startswith(problem)
+
+
+def test_lines_alike_are_one_kind_whichever_turn_they_are_in():
+    fmt = DatasetFormat()
+    first = conversation('{"messages": [{"role": [1], "content": "a"}]}', fmt)[1]
+    third = conversation('{"messages": [{"role": "user", "content": "a"}, {"role": "gpt", "content": "b"}, '
+                         '{"role": [2], "content": "c"}]}', fmt)[1]
+    assert first.kind == third.kind != str(third)
+    assert str(third).startswith("messages[2].role: a list")
+
+
+def test_a_dataset_refusal_names_the_file_each_kind_s_first_line_and_field_and_counts_the_rest():
+    fmt = DatasetFormat()
+    bad_role = '{"messages": [{"role": "user", "content": "a"}, {"role": {"x": 1}, "content": "b"}]}'
+    problems: dict = {}
+    for number, line in [(2, bad_role), (5, bad_role), (6, "{oops"), (7, bad_role), (9, bad_role), (12, bad_role)]:
+        problem = conversation(line, fmt)[1]
+        problems.setdefault(problem.kind, []).append((number, problem))
+    assert line_problems(Path("data/train.jsonl"), problems, 12).splitlines() == [
+        "dataset data/train.jsonl: 6 of 12 lines cannot be trained on; fix them (or run prepare on your export again):",
+        "  line 2, messages[1].role: a mapping, expected one of the roles assistant, gpt, human, system, tool, user; "
+        "the same on lines 5, 7, 9 (+1 more)",
+        "  line 6, not JSON (Expecting property name enclosed in double quotes at column 2)",
+    ]
+
+
+@pytest.mark.parametrize(("entry", "says"), [
+    ({"message_property_mappings": ["role"]}, "datasets[0].message_property_mappings: a list, expected a mapping"),
+    ({"message_property_mappings": {"role": 3}}, "datasets[0].message_property_mappings: a mapping, expected"),
+    ({"roles": ["me"]}, "datasets[0].roles: a list, expected a mapping of each role to a list of names"),
+    ({"roles": {"assistant": "me"}}, "datasets[0].roles: a mapping, expected"),
+    ({"field_messages": 5}, "datasets[0].field_messages: a number (5), expected the name"),
+])
+def test_a_dataset_entry_of_the_wrong_shape_is_refused_by_its_key(entry, says):
+    with pytest.raises(TrainError, match=re.escape(says)):
+        DatasetFormat.from_entry(entry)
+
+
+def test_validate_refuses_in_words_with_exit_2_and_calls_anything_else_a_bug_with_exit_1(tmp_path, monkeypatch):
+    from click.testing import CliRunner
+
+    from chatlike_runner.train import entrypoint
+    from chatlike_runner.train import validate as checks
+
+    config = tmp_path / "config.yml"
+    config.write_text("base_model: m\n")
+
+    def refused(path):
+        raise TrainError("learning_rate: a list; expected a valid number")
+
+    def broken(path):
+        return {}["no such key"]
+
+    monkeypatch.setattr(checks, "validate", refused)
+    result = CliRunner().invoke(entrypoint.main, ["validate", str(config)])
+    assert result.exit_code == 2 and "Traceback" not in result.output
+    assert result.output.strip() == "chatlike-train: learning_rate: a list; expected a valid number"
+    monkeypatch.setattr(checks, "validate", broken)
+    result = CliRunner().invoke(entrypoint.main, ["validate", str(config)])
+    assert result.exit_code == 1
+    assert "Traceback (most recent call last)" in result.output
+    assert result.output.strip().splitlines()[-1] == (
+        f"chatlike-train: {entrypoint.BUG}: KeyError: 'no such key'; please report it with the traceback above")
 
 
 def test_mapped_fields_and_roles_are_read_like_axolotl():
@@ -180,6 +254,8 @@ def test_mapped_fields_and_roles_are_read_like_axolotl():
          "roles": {"assistant": ["me"], "user": ["friend"]}}
     )
     messages, problem = conversation('{"turns": [{"from": "friend", "value": "hi"}, {"from": "me", "value": "yo"}]}', fmt)
+    assert str(conversation('{"turns": [{"from": "me"}]}', fmt)[1]) == (
+        "turns[0].value: missing, expected a string (the me turn's text)")
     assert problem is None and messages == [{"role": "user", "content": "hi"}, {"role": "assistant", "content": "yo"}]
 
 

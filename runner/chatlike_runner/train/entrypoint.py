@@ -7,6 +7,7 @@ import json
 import os
 import pwd
 import sys
+import traceback
 from pathlib import Path
 
 import click
@@ -18,6 +19,7 @@ from .gpus import older_than, visible_gpus
 from .training import Nodes, exit_code, supervise, train_command
 
 LOG_NAME = "logs/train.log"
+BUG = "this is a bug in chatlike-train, not a problem with your config or data"
 # Where `chatlike-train run` writes its process id: a rented box's stop (`kill -TERM`) reads it over ssh.
 PID_FILE = Path("/tmp/chatlike-train.pid")
 # Defaults for a run outside the image too: private chats, so no telemetry.
@@ -279,10 +281,20 @@ def tiny_model(out_dir: Path) -> None:
 @main.command()
 @click.argument("config_path", metavar="CONFIG", type=click.Path(path_type=Path))
 def validate(config_path: Path) -> None:
-    """Check CONFIG before a run: Axolotl's schema, misspelled keys, and every dataset line with the tokenizer."""
+    """Check CONFIG before a run: Axolotl's schema, misspelled keys, and every dataset line with the tokenizer.
+    Exit 2 when it is refused (what is wrong, in words), 1 when the check itself broke (a bug: its traceback)."""
     from .validate import validate as check
 
-    for line in check(config_path):
+    try:
+        report = check(config_path)
+    except (click.ClickException, click.Abort, KeyboardInterrupt):
+        raise
+    except Exception as exc:
+        traceback.print_exc()
+        click.echo(f"chatlike-train: {BUG}: {type(exc).__name__}: {' '.join(str(exc).split())[:200]}; please "
+                   "report it with the traceback above", err=True)
+        sys.exit(1)
+    for line in report:
         click.echo(line)
 
 

@@ -94,3 +94,26 @@ def test_reproduce_a_smoke_run_matches_its_first_losses(cli, cpu_image, dataset,
     assert again.returncode == 0, again.stdout[-3000:] + again.stderr
     assert f"first 5 steps' losses (run {run_id} / this run)" in again.stdout
     assert "the same within 0.01" in again.stdout, again.stdout[-2000:]
+
+
+def test_a_bad_dataset_line_is_refused_by_file_line_and_field_before_training(cli, cpu_image, dataset, workdir,
+                                                                              leftovers):
+    """The real image's `chatlike-train validate`: a role that is an object, a line cut short; the runner shows the
+    problems as the image said them, with the dataset's path on this machine."""
+    lines = dataset.read_text(encoding="utf-8").splitlines()
+    bad = json.loads(lines[2])
+    bad["messages"][1]["role"] = {"name": "me"}
+    lines[2] = json.dumps(bad)
+    lines[4] = lines[4][:30]
+    (workdir / "bad.jsonl").write_text("\n".join(lines) + "\n", encoding="utf-8")
+    result = cli("start", str(ROOT / "configs" / "cpu-smoke.yml"), "--image", cpu_image, "--data", "bad.jsonl",
+                 timeout=600)
+    assert result.returncode == 2, result.stdout[-2000:] + result.stderr
+    said = result.stderr.strip().splitlines()
+    assert said[0] == (f"chatlike-runner: the config or dataset is not valid: dataset {(workdir / 'bad.jsonl').resolve()}: 2 of "
+                       f"{len(lines)} lines cannot be trained on; fix them (or run prepare on your export again):")
+    assert said[1] == ("  line 3, messages[1].role: a mapping, expected one of the roles assistant, gpt, human, "
+                       "system, tool, user")
+    assert said[2].startswith("  line 5, not JSON (") and len(said) == 3
+    assert "Traceback" not in result.stdout + result.stderr and "started" not in result.stdout
+    assert leftovers() == []

@@ -17,10 +17,12 @@ from typing import Any
 
 from . import constants as c
 from .engine import Engine, Image, NoGpuRuntime
-from .errors import ChatlikeError
+from .errors import BAD_INPUT, ChatlikeError
 from .parsing import GpuRequest, parse_gpus
 from .plan import RunPlan, container_options, device_request
 from .train.gpus import older_than
+
+VALIDATE_LINES = 8  # lines of chatlike-train validate's refusal shown
 
 GPU_QUERY = ["nvidia-smi", "--query-gpu=index,name,memory.total,driver_version", "--format=csv,noheader"]
 
@@ -226,12 +228,36 @@ def for_gpu_build(host: str | None) -> Engine:
 
 
 def validate(engine: Engine, plan: RunPlan, image_id: str) -> None:
-    """`chatlike-train validate` on the staged config and data, before training starts."""
+    """`chatlike-train validate` on the staged config and data, before training starts: what it refused, as it
+    said it (the first problems, the paths as on this machine); when it broke (exit 1, a bug), its last line, and
+    its whole output kept in OUT/<run-id>.validate.log to report."""
     status, output = engine.run_once("validating the config", image_id, container_options(plan, validate=True))
-    if status != 0:
-        lines = [line for line in output.splitlines() if line.strip()]
-        reason = lines[-1].removeprefix("chatlike-train: ") if lines else f"exit {status}"
-        raise ChatlikeError(f"the config or dataset is not valid: {reason}")
+    if status == 0:
+        return
+    said = refusal(output, plan) or f"exit {status}"
+    if status == BAD_INPUT:
+        raise ChatlikeError(f"the config or dataset is not valid: {said}")
+    kept: Path | None = plan.out_dir / f"{plan.run_id}.validate.log"
+    try:
+        kept.write_text(output + "\n", encoding="utf-8")
+    except OSError:
+        kept = None
+    raise ChatlikeError(f"checking the config and dataset failed (exit {status}): {said}"
+                        + (f"; its whole output is in {kept}" if kept else ""), 1)
+
+
+def refusal(output: str, plan: RunPlan, most: int = VALIDATE_LINES) -> str:
+    """What chatlike-train said last (`chatlike-train: …` and the indented lines after it), at most `most` lines,
+    with the staged paths written as the user's."""
+    lines = [line for line in output.splitlines() if line.strip()]
+    first = max((i for i, line in enumerate(lines) if line.startswith("chatlike-train: ")), default=len(lines) - 1)
+    said = lines[first:][:most] if lines else []
+    if (more := len(lines) - first - most) > 0:
+        said.append(f"  … and {more} more line{'s' if more > 1 else ''}")
+    text = "\n".join(said).removeprefix("chatlike-train: ")
+    for staged in plan.data:
+        text = text.replace(staged.container_path, str(staged.host_path))
+    return text.replace(f"{c.INPUT_DIR}/{c.CONFIG_NAME}", str(plan.config_path))
 
 
 def user_ids(engine: Engine, image_id: str) -> tuple[int, int]:

@@ -6,7 +6,7 @@ BIN := $(VENV)/bin
 # runner with the training stack in-process (what `pip install chatlike-runner[estimate]` gives).
 TRAIN_VENV ?= .venv-train
 
-.PHONY: runner setup train-venv image image-cpu smoke train test bench lock lock-check clean
+.PHONY: runner setup train-venv image image-cpu smoke train test bench fuzz lock lock-check clean
 
 # The runner alone: what `make smoke` and `make train` need, and nothing more.
 $(VENV)/.runner: pyproject.toml
@@ -30,7 +30,7 @@ $(TRAIN_VENV)/bin/axolotl:
 	touch $@
 
 $(TRAIN_VENV)/.chatlike: $(TRAIN_VENV)/bin/axolotl pyproject.toml
-	$(TRAIN_VENV)/bin/pip install -qq -e .
+	$(TRAIN_VENV)/bin/pip install -qq -e . 'hypothesis>=6.100'
 	touch $@
 
 train-venv: $(TRAIN_VENV)/.chatlike
@@ -62,6 +62,12 @@ bench: setup
 	$(BIN)/python bench/prepare.py
 	$(BIN)/python bench/start_overhead.py
 	$(BIN)/python bench/round_trips.py
+
+# `chatlike-train validate` against 10,000 mutated configs and dataset lines (about 3 minutes): the counts, and
+# every case that ended in anything but valid or refused in words. FUZZ_SEED picks another set.
+FUZZ_SEED ?= 20261205
+fuzz: train-venv
+	$(TRAIN_VENV)/bin/python bench/fuzz_validate.py --cases 10000 --seed $(FUZZ_SEED)
 
 # Regenerate the hashed lock files, and check the CUDA lock against the index for linux x86_64.
 lock:

@@ -312,7 +312,7 @@ class Engine:
                     raise ChatlikeError(f"{action}: the Docker engine refused the upload")
                 container.start()
                 status = container.wait()["StatusCode"]
-                output = container.logs().decode("utf-8", "replace").strip()
+                output = b"".join(self._logs(container.id, follow=False)).decode("utf-8", "replace").strip()
         finally:
             if container is not None:
                 with contextlib.suppress(docker.errors.DockerException):
@@ -334,12 +334,11 @@ class Engine:
                 self.api.remove_image(SCRATCH_IMAGE, force=True)
 
     def create(self, image_id: str, options: Mapping[str, Any], volumes: Mapping[str, Mapping[str, str]]) -> Run:
-        """Create the volumes that are missing (name → labels) and the container, not started. On failure the
-        caller removes what was made (`remove`, by the labels it gave)."""
+        """Create the volumes (name → labels; one that exists is kept as it is, labels included, as Docker does) and
+        the container, not started. On failure the caller removes what was made (`remove`, by the labels it gave)."""
         with translated("creating the run"):
             for name, labels in volumes.items():
-                if not self._volume_exists(name):
-                    self.client.volumes.create(name, labels=dict(labels))
+                self.client.volumes.create(name, labels=dict(labels))
             container = self.client.containers.create(image_id, entrypoint=[], **_with_values(options))
         return self._run(container.attrs)
 
@@ -367,15 +366,18 @@ class Engine:
             self.api.start(run.container_id)
 
     def logs(self, run: Run, *, follow: bool) -> Iterator[bytes]:
-        """The container's output as it comes (stdout and stderr interleaved), closable. One request: docker-py's
-        `logs` first inspects the container for a TTY, which chatlike's containers never have (plan.py)."""
+        """The container's output as it comes (stdout and stderr interleaved), closable."""
         with translated("reading the logs"):
-            url = self.api._url("/containers/{0}/logs", run.container_id)
-            params = {"stdout": 1, "stderr": 1, "follow": int(follow), "timestamps": 0, "tail": "all"}
-            response = self.api._get(url, params=params, stream=True)
-            self.api._raise_for_status(response)
-            return docker.types.daemon.CancellableStream(self.api._multiplexed_response_stream_helper(response),
-                                                         response)
+            return self._logs(run.container_id, follow)
+
+    def _logs(self, container_id: str, follow: bool) -> Iterator[bytes]:
+        """One request: docker-py's `logs` first inspects the container for a TTY, which no container chatlike
+        creates has (plan.py, run_once's callers)."""
+        url = self.api._url("/containers/{0}/logs", container_id)
+        params = {"stdout": 1, "stderr": 1, "follow": int(follow), "timestamps": 0, "tail": "all"}
+        response = self.api._get(url, params=params, stream=True)
+        self.api._raise_for_status(response)
+        return docker.types.daemon.CancellableStream(self.api._multiplexed_response_stream_helper(response), response)
 
     def wait(self, run: Run) -> int:
         with translated("waiting for the run"):

@@ -246,7 +246,7 @@ def axolotl_checks(raw: dict, schema) -> None:
                 SFTDataset(**copy.deepcopy(dict(entry)))
             except ValidationError as exc:
                 raise TrainError(schema_problems(exc, entry, f"{key}[{number}].")) from None
-            except Exception:  # noqa: BLE001 - a crash of its validators: found below, by the key's type
+            except Exception:  # a crash of its validators: found below, by the type of the key
                 pass
     try:
         _axolotl_validate(raw)
@@ -376,7 +376,7 @@ def _type_problem(model, key: str, value: object) -> str | None:
     except ValidationError as exc:
         said = exc.errors()[0]["msg"]
         return f"expected {said.removeprefix('Input should be ')}" if said.startswith("Input should be ") else said
-    except Exception:  # noqa: BLE001 - a validator of that type crashed on this value: not of its type
+    except Exception:  # a validator of that type crashed on this value: not of its type
         return f"expected a value of type {getattr(info.annotation, '__name__', info.annotation)}"
     return None
 

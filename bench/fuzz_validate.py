@@ -4,11 +4,13 @@ the wrong type, reversed turns, bytes that are not UTF-8) go through validate in
 tiny local model. Each case must end valid or refused in words (TrainError, exit 2): no other exception, no message
 that is only a Python exception's name, and a refused dataset line named by its line number. Prints the counts.
 
-Run it in the training venv (Axolotl on CPU, as the CPU image has it), with nothing else running:
+It runs in the CPU image's own Python (Axolotl as the image ships it; hypothesis lent read-only from the Python
+that starts it), or in any Python with Axolotl and hypothesis:
 
-    .venv-train/bin/python bench/fuzz_validate.py --cases 10000 --seed 20261205     # make fuzz
+    .venv/bin/python bench/fuzz_validate.py --in-image chatlike/train:cpu --cases 10000     # make fuzz
+    .venv-train/bin/python bench/fuzz_validate.py --cases 1000
 
-tests/test_validate_fuzz.py runs it with a few hundred cases.
+tests/test_validate_fuzz.py runs it in the image with a few hundred cases.
 """
 
 from __future__ import annotations
@@ -18,6 +20,7 @@ import collections
 import json
 import os
 import re
+import subprocess
 import sys
 import tempfile
 import time
@@ -53,9 +56,9 @@ DATASET_FIELDS = ["path", "type", "field_messages", "message_property_mappings",
                   "ds_type", "data_files", "roles_to_train", "train_on_eos", "chat_template", "message_field_role"]
 
 
-def smoke_config(home: Path) -> dict[str, Any]:
+def smoke_config(home: Path, model: Path) -> dict[str, Any]:
     config = yaml.safe_load(SMOKE.read_text(encoding="utf-8"))
-    config.update(base_model=str(home / "tiny-model"), output_dir=str(home / "outputs"),
+    config.update(base_model=str(model), output_dir=str(home / "outputs"),
                   dataset_prepared_path=str(home / "prepared"))
     config["datasets"][0]["path"] = "train.jsonl"
     return config
@@ -156,20 +159,38 @@ def lines_of(edits: list[tuple[str, int, Any]]) -> list[bytes]:
     return [raw.get(i, json.dumps(record, allow_nan=True).encode()) for i, record in enumerate(records)]
 
 
+def in_image(image: str, argv: list[str]) -> int:
+    """This script again, in `image`'s Python, with its tiny model; hypothesis (and what it imports) lent from this
+    Python's site-packages, read-only."""
+    import _hypothesis_globals
+    import hypothesis
+    import sortedcontainers
+
+    lent = [Path(hypothesis.__file__).parent, Path(sortedcontainers.__file__).parent, Path(_hypothesis_globals.__file__)]
+    return subprocess.call([
+        "docker", "run", "--rm", "--entrypoint", "python", "--env", "PYTHONPATH=/fuzz/lib", "--env", "HOME=/tmp",
+        *(f"--volume={path}:/fuzz/lib/{path.name}:ro" for path in lent),
+        f"--volume={REPO / 'bench'}:/fuzz/bench:ro", f"--volume={REPO / 'configs'}:/fuzz/configs:ro",
+        image, "/fuzz/bench/fuzz_validate.py", *argv, "--model", "/opt/chatlike/tiny-model"])
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--cases", type=int, default=10_000)
     parser.add_argument("--seed", type=int, default=20261205)
     parser.add_argument("--examples", type=int, default=0, help="Print this many refusals, each of another kind.")
+    parser.add_argument("--model", type=Path, help="A tiny model to read the tokenizer of (default: one made now).")
+    parser.add_argument("--in-image", metavar="IMAGE", help="Run in this training image's Python (docker run).")
     args = parser.parse_args()
+    if args.in_image:
+        return in_image(args.in_image, [f"--cases={args.cases}", f"--seed={args.seed}", f"--examples={args.examples}"])
 
     from chatlike_runner.train.errors import TrainError
     from chatlike_runner.train.tinymodel import make_tiny_model
     from chatlike_runner.train.validate import validate
 
     home = Path(tempfile.mkdtemp(prefix="chatlike-fuzz-"))
-    make_tiny_model(home / "tiny-model")
-    base = smoke_config(home)
+    base = smoke_config(home, args.model or make_tiny_model(home / "tiny-model"))
     counts: collections.Counter[str] = collections.Counter()
     failures: list[str] = []
     examples: dict[str, str] = {}

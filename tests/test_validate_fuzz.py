@@ -1,30 +1,27 @@
 """Mutated configs and dataset lines never crash `chatlike-train validate`: each ends valid or refused in words
 (exit 0 or 2), never another exception, never only a Python exception's name, a bad line named by its number.
-bench/fuzz_validate.py does it in-process in the training venv (real Axolotl, a tiny local model); `make fuzz`
-runs it longer."""
+bench/fuzz_validate.py does it in-process in the CPU image's own Python (real Axolotl, the image's tiny model);
+`make fuzz` runs it longer."""
 
 from __future__ import annotations
 
-import os
 import re
 import subprocess
+import sys
 from pathlib import Path
 
 import pytest
 
 REPO = Path(__file__).parents[1]
-TRAIN_PYTHON = Path(os.environ.get("CHATLIKE_TRAIN_PYTHON", REPO / ".venv-train" / "bin" / "python"))
 CASES = 400
 
+pytestmark = pytest.mark.engine
 
-def test_hundreds_of_mutated_configs_and_dataset_lines_are_each_valid_or_refused_in_words(tmp_path):
-    if not TRAIN_PYTHON.exists():
-        if os.environ.get("CI") == "true":
-            pytest.fail(f"CI=true but the training venv {TRAIN_PYTHON} is missing (make train-venv)")
-        pytest.skip(f"no training venv at {TRAIN_PYTHON} (make train-venv)")
-    done = subprocess.run([str(TRAIN_PYTHON), str(REPO / "bench" / "fuzz_validate.py"), "--cases", str(CASES),
-                           "--seed", "20261205", "--examples", "40"], capture_output=True, text=True, timeout=600,
-                          env={**os.environ, "HF_HOME": str(tmp_path / "hf"), "TMPDIR": str(tmp_path)})
+
+def test_hundreds_of_mutated_configs_and_dataset_lines_are_each_valid_or_refused_in_words(cpu_image):
+    done = subprocess.run([sys.executable, str(REPO / "bench" / "fuzz_validate.py"), "--in-image", cpu_image,
+                           "--cases", str(CASES), "--seed", "20261205", "--examples", "40"],
+                          capture_output=True, text=True, timeout=600)
     summary = re.search(r"fuzz_validate: seed 20261205: (\d+) cases in \d+ s: (\d+) valid, (\d+) refused in words, "
                         r"(\d+) failures", done.stdout)
     assert summary, done.stdout[-3000:] + done.stderr[-3000:]

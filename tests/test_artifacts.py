@@ -15,13 +15,13 @@ import pytest
 
 from conftest import need
 
-from chatlike_runner import constants as c
+from chatlike_runner.core import constants as c
 from chatlike_runner.artifacts import destination, publish
-from chatlike_runner.errors import ChatlikeError
+from chatlike_runner.core.errors import ChatlikeError
 from chatlike_runner.parsing import parse_gpus
 from chatlike_runner.plan import JobPlan, build_plan
 from chatlike_runner.stage import input_archive, job_archive, staged_configs
-from chatlike_runner.unpack import Unpacker, unpack
+from chatlike_runner.core.unpack import Unpacker, unpack
 
 
 def tar_bytes(members: list[tuple[str, bytes | None]], fmt: int = tarfile.PAX_FORMAT) -> bytes:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from chatlike_runner import constants as c
+from chatlike_runner.core import constants as c
 from chatlike_runner.parsing import parse_gpus
 from chatlike_runner.plan import JobPlan, build_plan, container_options, device_request
 

@@ -238,7 +238,7 @@ def test_the_local_fit_check_reads_the_gpus_preflight_saw(workdir, docker_client
     # No GPU here: the nvidia-smi lines preflight would have read are given; the counting runs for real in the
     # image on the engine, as `start` runs it.
     from chatlike_runner.engine import Engine
-    from chatlike_runner.errors import ChatlikeError
+    from chatlike_runner.core.errors import ChatlikeError
 
     for name, value in OFFLINE.items():
         monkeypatch.setenv(name, value)
@@ -276,7 +276,7 @@ def test_without_the_configs_dataset_the_work_is_the_bundled_examples_and_said_s
 @pytest.mark.parametrize("key,value", [("micro_batch_size", "eight"), ("sequence_len", -1), ("num_epochs", [4]),
                                        ("gradient_accumulation_steps", True)])
 def test_a_config_value_of_the_wrong_kind_is_one_line_naming_it(key, value):
-    from chatlike_runner.errors import ChatlikeError
+    from chatlike_runner.core.errors import ChatlikeError
 
     with pytest.raises(ChatlikeError, match=rf"^the config's {key}: .* is not a (whole )?number of 0 or more; fix it"):
         est.Recipe.of(_seed(**{key: value}), 1, SEED.parent)

@@ -11,8 +11,8 @@ from collections.abc import Generator, Iterator
 from pathlib import Path
 
 import pytest
-from chatlike_runner import constants as c
-from chatlike_runner.errors import ChatlikeError
+from chatlike_runner.core import constants as c
+from chatlike_runner.core.errors import ChatlikeError
 from chatlike_runner.events import Event, Log, Note, Outcome
 from chatlike_runner.follow import CLEANING_UP, CtrlC
 from chatlike_runner.lifecycle import live, run

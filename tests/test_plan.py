@@ -7,8 +7,8 @@ import sys
 import pytest
 import yaml
 
-from chatlike_runner import constants as c
-from chatlike_runner.errors import ChatlikeError
+from chatlike_runner.core import constants as c
+from chatlike_runner.core.errors import ChatlikeError
 from chatlike_runner.parsing import GpuRequest, Ulimit, parse_gpus, parse_size, parse_ulimit
 from chatlike_runner.plan import build_plan, container_options
 

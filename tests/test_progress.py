@@ -6,7 +6,8 @@ import io
 
 from rich.console import Console
 
-from chatlike_runner.progress import Display, TrainingState, lines
+from chatlike_runner.core.trainlog import TrainingState, lines
+from chatlike_runner.progress import Display
 from chatlike_runner.redact import Redactor
 
 

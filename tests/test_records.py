@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from chatlike_runner import records, runs
-from chatlike_runner.errors import ChatlikeError
+from chatlike_runner.core.errors import ChatlikeError
 from chatlike_runner.events import Note
 
 RUN = "20261205-080000-ab12"

@@ -148,7 +148,7 @@ def test_skypilot_s_log_stream_reads_as_the_run_s_own_lines_with_progress():
     test_a_run_on_runpod_goes_through_skypilot_itself_and_comes_home): colours and Ray's task prefixes come off,
     tqdm's pieces after a carriage return (which come without a prefix) stay the run's, and SkyPilot's own lines
     are told apart, the last saying how the job finished."""
-    from chatlike_runner.progress import TrainingState
+    from chatlike_runner.core.trainlog import TrainingState
 
     job_log, state = skypilot.JobLog(), TrainingState()
     lines = [job_log.read(ast.literal_eval(raw)) for raw in RECORDED.read_text(encoding="utf-8").splitlines()]
@@ -200,7 +200,7 @@ def test_after_a_failure_the_cluster_stays_up_only_while_more_can_come_home(monk
     from types import SimpleNamespace
 
     from chatlike_runner import rented
-    from chatlike_runner.errors import ChatlikeError
+    from chatlike_runner.core.errors import ChatlikeError
 
     downed = []
     monkeypatch.setattr(skypilot, "answers", lambda cluster: answers)

@@ -15,7 +15,7 @@ import pytest
 
 from conftest import as_user, need, runner_cmd, started_run
 
-from chatlike_runner.errors import ChatlikeError
+from chatlike_runner.core.errors import ChatlikeError
 
 pytestmark = pytest.mark.engine
 

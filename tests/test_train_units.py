@@ -26,9 +26,6 @@ def test_the_runner_side_never_imports_the_training_stack():
     assert "torch" not in sys.modules and "axolotl" not in sys.modules
 
 
-SHARED = {"configfile", "constants", "errors", "progress", "unpack"}  # the host modules the image runs too
-
-
 def _package_imports(path: Path, level: int) -> set[str]:
     """The modules of chatlike_runner that `path` imports, written `level` dots up from it."""
     found = set()
@@ -38,14 +35,15 @@ def _package_imports(path: Path, level: int) -> set[str]:
     return found
 
 
-def test_the_image_side_imports_only_the_shared_host_modules_and_they_only_each_other():
-    """train/ (the image's entrypoint) reaches the host package only through SHARED: nothing of the engine, the
+def test_the_image_side_imports_of_the_host_package_only_its_core_and_the_core_only_itself():
+    """train/ (the image's entrypoint) reaches the host package only through core/: nothing of the engine, the
     plan or the runner's CLI can break the image by being imported there."""
     package = REPO / "runner" / "chatlike_runner"
     used = set().union(*(_package_imports(path, 2) for path in (package / "train").glob("*.py")))
-    assert used <= SHARED, f"train/ imports host modules outside the shared ones: {sorted(used - SHARED)}"
-    for name in SHARED:
-        assert _package_imports(package / f"{name}.py", 1) <= SHARED, name
+    assert used == {"core"}, f"train/ imports host modules outside core/: {sorted(used - {'core'})}"
+    core = list((package / "core").glob("*.py"))
+    assert set().union(*(_package_imports(path, level) for path in core for level in (2, 3))) == set()
+    assert set().union(*(_package_imports(path, 1) for path in core)) <= {p.stem for p in core}
 
 
 @pytest.mark.parametrize(

@@ -20,9 +20,9 @@ from pathlib import Path
 from typing import Any
 
 from . import __version__
-from . import constants as c
 from . import records
-from .errors import ChatlikeError
+from .core import constants as c
+from .core.errors import ChatlikeError
 from .files import hidden_folder
 
 MANIFEST = c.RUN_MANIFEST

@@ -11,9 +11,9 @@ import os
 import subprocess
 from pathlib import Path
 
-from . import constants as c
 from . import preflight
-from .errors import ChatlikeError
+from .core import constants as c
+from .core.errors import ChatlikeError
 
 REPO = c.CONFIGS.parent
 # What a first build takes on 2 cores (the Debian base included), for the line that announces one, as measured on a

@@ -17,8 +17,8 @@ from typing import TYPE_CHECKING
 import click
 
 from . import __version__, build, preflight, registry, reproduce, runs, skytask
-from . import constants as c
-from .errors import ChatlikeError
+from .core import constants as c
+from .core.errors import ChatlikeError
 from .events import (ChatReady, Event, Following, JobDone, Log, Note, Outcome, Progress, Pushed, Question, Said,
                      TaskReady)
 from .follow import uninterruptible

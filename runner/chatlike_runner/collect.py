@@ -3,7 +3,7 @@ OUT/<run-id>.partial).
 
 The output volume is copied from its folder by the kernel when the engine runs on this machine and the runner
 may read it (root), by a short-lived container running as the runner's user when it may not, else it streams home
-as a tar unpacked chunk by chunk (unpack.py): over ssh:// through the ssh client when it can log in, else through
+as a tar unpacked chunk by chunk (core/unpack.py): over ssh:// through the ssh client when it can log in, else through
 the engine's API; always into a hidden folder;
 artifacts.py writes the manifest last and publishes the folder with one rename.
 """
@@ -17,13 +17,13 @@ from pathlib import Path
 from typing import Any
 
 from . import artifacts
-from . import constants as c
+from .core import constants as c
+from .core.errors import ChatlikeError
+from .core.unpack import copy_tree, listing, unpack
 from .engine import Engine, Run
-from .errors import ChatlikeError
+from .plan import copy_options, output_volume
 from .records import Ending
 from .redact import redactor
-from .plan import copy_options, output_volume
-from .unpack import copy_tree, listing, unpack
 
 
 def copy_outputs(engine: Engine, run: Run, dest: Path) -> list[dict[str, Any]]:

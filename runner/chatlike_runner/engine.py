@@ -41,8 +41,8 @@ finally:
     if _PARAMIKO_UNLOADED:
         del sys.modules["paramiko"]
 
-from . import constants as c
-from .errors import ChatlikeError
+from .core import constants as c
+from .core.errors import ChatlikeError
 from .parsing import split_tag
 
 CHUNK = 1 << 20

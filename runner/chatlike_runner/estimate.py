@@ -14,7 +14,7 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
-from .errors import ChatlikeError
+from .core.errors import ChatlikeError
 
 GIB = 2**30
 # Model FLOPs utilisation of QLoRA training, low to high, for every GPU type alike until one is measured (bench/gpu.py):

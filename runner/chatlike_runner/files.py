@@ -5,7 +5,7 @@ from __future__ import annotations
 import tempfile
 from pathlib import Path
 
-from .errors import ChatlikeError
+from .core.errors import ChatlikeError
 
 
 def hidden_folder(parent: Path, name: str, suffix: str, option: str) -> Path:

@@ -20,11 +20,11 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
-from . import constants as c
 from . import estimate as est
-from .configfile import load_config
+from .core import constants as c
+from .core.configfile import load_config
+from .core.errors import ChatlikeError
 from .engine import Engine
-from .errors import ChatlikeError
 from .events import Note
 from .plan import RunPlan
 from .skytask import Rented

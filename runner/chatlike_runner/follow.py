@@ -16,9 +16,9 @@ import time
 from collections.abc import Generator, Iterator
 from typing import Any
 
+from .core.trainlog import lines
 from .engine import Engine, Run
 from .events import Log
-from .progress import lines
 from .redact import Redactor
 
 LINGER = 3.0  # seconds the log stream may stay open after the container exited

@@ -17,16 +17,16 @@ from pathlib import Path
 from typing import Any
 
 from . import artifacts, build, preflight, records, stage
-from . import constants as c
+from .core import constants as c
+from .core.errors import ChatlikeError
+from .core.trainlog import lines
+from .core.unpack import unpack
 from .engine import Attached, Engine, Image, Run
-from .errors import ChatlikeError
 from .events import ChatReady, Event, Following, JobDone, Note, Progress, Question, Said
 from .follow import CtrlC, follow, uninterruptible
 from .parsing import parse_env_names, parse_gpus
 from .plan import JobPlan, container_options, owned_by
-from .progress import lines
 from .redact import redactor
-from .unpack import unpack
 
 HELDOUT_IN = f"{c.INPUT_DIR}/{c.JOB_HELDOUT}"
 

@@ -10,7 +10,7 @@ from collections.abc import Generator, Mapping
 from pathlib import Path
 
 from . import artifacts, preflight, stage
-from . import constants as c
+from .core import constants as c
 from .engine import Engine, Image, Run
 from .events import Note
 from .follow import uninterruptible

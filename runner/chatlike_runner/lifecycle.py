@@ -10,8 +10,8 @@ from collections.abc import Generator, Iterator
 from pathlib import Path
 from typing import Protocol
 
-from . import constants as c
-from .errors import ChatlikeError
+from .core import constants as c
+from .core.errors import ChatlikeError
 from .events import Event, Note, Outcome
 from .follow import CtrlC
 from .records import Ending

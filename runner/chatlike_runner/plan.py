@@ -14,9 +14,9 @@ from typing import Any
 
 import yaml
 
-from . import constants as c
-from .configfile import load_config
-from .errors import ChatlikeError
+from .core import constants as c
+from .core.configfile import load_config
+from .core.errors import ChatlikeError
 from .parsing import GpuRequest, Ulimit, parse_env_names, parse_gpus, parse_size, parse_ulimit
 
 _RUN_ID = re.compile(r"^[a-z0-9][a-z0-9-]{2,62}$")

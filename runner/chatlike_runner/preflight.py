@@ -15,9 +15,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from . import constants as c
+from .core import constants as c
+from .core.errors import BAD_INPUT, ChatlikeError
 from .engine import Engine, Image, NoGpuRuntime
-from .errors import BAD_INPUT, ChatlikeError
 from .parsing import GpuRequest, parse_gpus
 from .plan import RunPlan, container_options, device_request
 from .train.gpus import older_than

@@ -8,8 +8,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from . import constants as c
-from .errors import ChatlikeError
+from .core import constants as c
+from .core.errors import ChatlikeError
 
 
 @dataclass(frozen=True)

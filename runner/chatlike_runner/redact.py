@@ -6,8 +6,8 @@ from __future__ import annotations
 import os
 from collections.abc import Iterable, Iterator
 
-from . import constants as c
-from .progress import texts
+from .core import constants as c
+from .core.trainlog import texts
 
 
 class Redactor:

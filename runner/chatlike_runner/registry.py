@@ -14,8 +14,8 @@ from collections.abc import Generator, Iterator
 from pathlib import Path
 from typing import Any, TypeVar
 
+from .core.errors import ChatlikeError
 from .engine import Engine
-from .errors import ChatlikeError
 from .events import Event, Following, Log, Note, Pushed
 from .parsing import split_tag
 

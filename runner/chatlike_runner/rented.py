@@ -22,16 +22,16 @@ from typing import Any
 import yaml
 
 from . import artifacts, fit, lifecycle, skypilot, skytask, stage
-from . import constants as c
-from .errors import ChatlikeError
+from .core import constants as c
+from .core.errors import ChatlikeError
+from .core.trainlog import progress_bar
+from .core.unpack import unpack
 from .events import Event, Following, Log, Note, TaskReady
 from .follow import CtrlC, Tail
 from .plan import RunPlan, replan
-from .progress import progress_bar
 from .records import Ending, Record
 from .redact import redactor
 from .skytask import Rented
-from .unpack import unpack
 
 TASK = "task.yaml"
 LOG = "container.log"

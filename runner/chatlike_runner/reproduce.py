@@ -11,11 +11,11 @@ from pathlib import Path
 from typing import Any
 
 from . import records, registry, runs, skytask
-from . import constants as c
-from .errors import ChatlikeError
+from .core import constants as c
+from .core.errors import ChatlikeError
+from .core.trainlog import loss_curve
 from .events import Event, Note, Outcome
 from .plan import RunPlan, build_plan, recorded, staged_path
-from .progress import loss_curve
 from .skytask import Rented
 
 FIRST_STEPS = 5

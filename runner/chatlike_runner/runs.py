@@ -11,10 +11,10 @@ from collections.abc import Generator, Iterator, Mapping
 from pathlib import Path
 
 from . import artifacts, build, fit, lifecycle, preflight, records, registry, rented, stage
-from . import constants as c
 from .collect import collect
+from .core import constants as c
+from .core.errors import ChatlikeError
 from .engine import Engine, Run
-from .errors import ChatlikeError
 from .events import Event, Following, Note, Outcome
 from .follow import CtrlC, follow
 from .launch import launch

@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from .errors import ChatlikeError
+from .core.errors import ChatlikeError
 from .events import Note
 
 INSTALL = "pip install 'chatlike-runner[cloud]'"

@@ -19,8 +19,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from . import constants as c
-from .errors import ChatlikeError
+from .core import constants as c
+from .core.errors import ChatlikeError
 from .parsing import parse_gpu_type
 from .plan import RunPlan
 

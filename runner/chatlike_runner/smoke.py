@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from .configfile import load_config
+from .core.configfile import load_config
 from .plan import local_path
 from .prepare.command import EXAMPLE
 from .prepare.write import staged

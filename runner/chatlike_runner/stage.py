@@ -13,8 +13,8 @@ import time
 from collections.abc import Iterator, Mapping
 from pathlib import Path
 
-from . import constants as c
-from .errors import ChatlikeError
+from .core import constants as c
+from .core.errors import ChatlikeError
 from .plan import JobPlan, RunPlan
 
 CHUNK = 1 << 20

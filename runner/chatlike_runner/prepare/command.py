@@ -7,7 +7,7 @@ from typing import TYPE_CHECKING, Any
 
 import click
 
-from ..errors import ChatlikeError
+from ..core.errors import ChatlikeError
 from .write import staged
 
 if TYPE_CHECKING:

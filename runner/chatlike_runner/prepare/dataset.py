@@ -19,7 +19,7 @@ from typing import Any, BinaryIO
 
 import ijson
 
-from ..errors import ChatlikeError
+from ..core.errors import ChatlikeError
 from . import messages, privacy
 from .samples import contents, encoded, spans
 from .split import heldout_flags

@@ -26,7 +26,7 @@ from typing import Any, BinaryIO
 
 import ijson
 
-from ..errors import ChatlikeError
+from ..core.errors import ChatlikeError
 
 HOW_TO_EXPORT = (
     "in Telegram Desktop use Settings > Advanced > Export Telegram Data (or a chat's ⋮ > Export chat history), "

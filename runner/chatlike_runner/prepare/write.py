@@ -8,7 +8,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-from ..errors import ChatlikeError
+from ..core.errors import ChatlikeError
 from ..files import hidden_folder
 
 DATASET_FILES = ("train.jsonl", "heldout.jsonl", "report.json")

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import yaml
 
-from ..configfile import load_config
+from ..core.configfile import load_config
 from .errors import TrainError
 
 # Added to every run's plugins: a checkpoint on SIGTERM, and the runtime facts in the manifest (see plugin.py).

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import click
 
-from .. import constants as c
+from ..core import constants as c
 from . import config as cfg
 from . import manifest
 from .gpus import older_than, visible_gpus
@@ -304,6 +304,6 @@ def validate(config_path: Path) -> None:
 def copy(source: Path, dest: Path) -> None:
     """Copy the folders and regular files under SOURCE into DEST at disk speed, then print them as JSON (the
     runner's copy home, in a container of this image, for a user who may not read the engine's volumes)."""
-    from ..unpack import copy_tree
+    from ..core.unpack import copy_tree
 
     click.echo(json.dumps(copy_tree(source, dest)))

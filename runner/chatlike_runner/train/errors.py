@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import click
 
-from ..errors import ChatlikeError
+from ..core.errors import ChatlikeError
 
 
 class TrainError(ChatlikeError):

@@ -15,7 +15,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
-from ..progress import loss_curve
+from ..core.trainlog import loss_curve
 from .authorship import ROUNDS as BOOTSTRAP
 from .authorship import YOU, authorship, messages_by
 from .errors import TrainError

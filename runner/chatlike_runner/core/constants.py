@@ -10,7 +10,7 @@ CPU_IMAGE = "chatlike/train:cpu"
 EXPORT_IMAGE = "chatlike/train-export"
 
 # The repository's configs/, next to the package in a checkout (where the Makefile installs it).
-CONFIGS = Path(__file__).resolve().parents[2] / "configs"
+CONFIGS = Path(__file__).resolve().parents[3] / "configs"
 SMOKE_CONFIG = CONFIGS / "cpu-smoke.yml"
 
 # Inside the container.

@@ -14,7 +14,7 @@ from . import artifacts, build, fit, lifecycle, preflight, records, registry, re
 from .collect import collect
 from .core import constants as c
 from .core.errors import ChatlikeError
-from .engine import Engine, Run
+from .engine import Engine, Image, Run
 from .events import Event, Following, Note, Outcome
 from .follow import CtrlC, follow
 from .launch import launch
@@ -67,6 +67,7 @@ class Container:
         self.run_id = plan.run_id if plan is not None else run.id if run is not None else ""
         self.smoke = plan.smoke if plan is not None else bool(run is not None and run.flags.get("smoke"))
         self._configs: dict[str, bytes] | None = None  # the configs as staged by this process
+        self._image: Image | None = None  # a planned run's, once preflight found it
 
     def prepare(self, dry_run: bool) -> Iterator[Event]:
         if self.plan is None:  # found on the engine: checked and staged when it was first started
@@ -82,6 +83,7 @@ class Container:
             self.engine.start(self.run)
             yield Note(f"run {self.run_id} resumed on {self.engine.url}")
             return
+        assert self._image is not None
         digests: dict[str, str] = {}
         with ctrl_c.cancelling():  # until it has started, Ctrl-C cancels: launch leaves nothing on the engine
             self.run = yield from launch(self.engine, self.plan, self._image, earlier=self.earlier,

@@ -425,28 +425,13 @@ def check_dataset(path: Path, fmt: DatasetFormat, tokenizer, template, sequence_
     try:
         with open(path, "rb") as lines:
             for number, data in enumerate(lines, 1):
-                problem = None
-                try:
-                    line = data.decode("utf-8")
-                except UnicodeDecodeError as exc:
-                    line, problem = "", Problem("", f"not UTF-8 text (byte {data[exc.start]:#04x} at column "
-                                                    f"{exc.start + 1}), expected JSON in UTF-8")
-                if not line.strip() and problem is None:
-                    continue
-                messages = None
-                if problem is None:
-                    messages, problem = conversation(line, fmt)
-                if messages is not None:
-                    try:
-                        ids = tokenizer.apply_chat_template(messages, chat_template=template, tokenize=True)
-                    except Exception as exc:  # the template's own refusal (a raise_exception in its Jinja)
-                        problem = Problem("", f"the chat template refused it ({_said(exc)[:120]})")
-                    else:
-                        lengths.append(len(ids["input_ids"] if isinstance(ids, Mapping) else ids))
-                        if lengths[-1] > sequence_len:
-                            over.append(number)
+                length, problem = _tokens(data, fmt, tokenizer, template)
                 if problem is not None:
                     problems.setdefault(problem.kind, []).append((number, problem))
+                elif length is not None:
+                    lengths.append(length)
+                    if length > sequence_len:
+                        over.append(number)
     except OSError as exc:
         raise TrainError(f"dataset {path} cannot be read ({exc.strerror or exc}); check the path and its "
                          "permissions") from None
@@ -455,6 +440,25 @@ def check_dataset(path: Path, fmt: DatasetFormat, tokenizer, template, sequence_
     if not lengths:
         raise TrainError(f"dataset {path} has no conversations; run prepare on your export first")
     return length_line(str(path), lengths, sequence_len), over
+
+
+def _tokens(data: bytes, fmt: DatasetFormat, tokenizer, template) -> tuple[int | None, Problem | None]:
+    """One dataset line's length in tokens through the chat template, or what is wrong with it; neither when blank."""
+    try:
+        line = data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        return None, Problem("", f"not UTF-8 text (byte {data[exc.start]:#04x} at column {exc.start + 1}), expected "
+                                 "JSON in UTF-8")
+    if not line.strip():
+        return None, None
+    messages, problem = conversation(line, fmt)
+    if problem is not None:
+        return None, problem
+    try:
+        ids = tokenizer.apply_chat_template(messages, chat_template=template, tokenize=True)
+    except Exception as exc:  # the template's own refusal (a raise_exception in its Jinja)
+        return None, Problem("", f"the chat template refused it ({_said(exc)[:120]})")
+    return len(ids["input_ids"] if isinstance(ids, Mapping) else ids), None
 
 
 @contextlib.contextmanager

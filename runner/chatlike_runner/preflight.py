@@ -20,6 +20,7 @@ from .core.errors import BAD_INPUT, ChatlikeError
 from .engine import Engine, Image, NoGpuRuntime
 from .parsing import GpuRequest, parse_gpus
 from .plan import RunPlan, container_options, device_request
+from .redact import redactor
 from .train.gpus import older_than
 
 VALIDATE_LINES = 8  # lines of chatlike-train validate's refusal shown
@@ -234,6 +235,7 @@ def validate(engine: Engine, plan: RunPlan, image_id: str) -> None:
     status, output = engine.run_once("validating the config", image_id, container_options(plan, validate=True))
     if status == 0:
         return
+    output = redactor(plan.env_names)(output)  # it had the run's secrets: none may reach the terminal or the log
     said = refusal(output, plan) or f"exit {status}"
     if status == BAD_INPUT:
         raise ChatlikeError(f"the config or dataset is not valid: {said}")

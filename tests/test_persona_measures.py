@@ -157,11 +157,37 @@ print(json.dumps({"verdict": report["verdict"], "html": html(report)}))
     verdict, page = found["verdict"], found["html"]
     assert verdict.startswith("Run 20261205-000000-abcd: held-out loss 1.50 per token against the base's 2.50; "
                               "never stops in 100% of replies")
-    assert "Strongest signal: repetition; weakest: ending its replies." in verdict
+    # The base ends its replies, does not repeat itself and writes in your script: those rank nothing.
+    assert "Strongest signal: held-out loss (40% of the way from the base to you); weakest: reply length (0%)." in verdict
     assert "Authorship and memorization were not measured" in verdict
     assert "<title>chatlike eval 20261205-000000-abcd</title>" in page and "Evaluation of run 20261205-000000-abcd" in page
     assert "<script>" not in page and "&lt;script&gt;alert(1)&lt;/script&gt;" in page
     assert "(cut at the token limit)" in page and "Not measured: the run's training data" in page
+
+
+def test_the_verdict_ranks_signals_by_how_far_the_model_moved_toward_you_where_the_base_differs():
+    """The case that filed it: a real small model, 20 steps. Held-out NLL fell from 6.32 to 2.14 and authorship
+    rose from 5% to 80%, but the verdict said "strongest: script" (no reply switched alphabets, base or tuned) and
+    "weakest: held-out loss" (scored a fixed 0.75 whenever it improved)."""
+    found = in_train("""
+import json
+from chatlike_runner.train.report import verdict
+def side(never, repeats, other, length):
+    return {"replies": 16, "never_ends": never, "repeats_itself": repeats, "other_script": other,
+            "length_distance": length}
+report = {"run_id": "r", "nll": {"tuned": {"nll": 2.14, "ci95": [2.0, 2.3]}, "base": {"nll": 6.32, "ci95": [6.1, 6.5]},
+                                  "improvement": {"nll": 4.18, "ci95": [3.9, 4.4]}},
+          "authorship": {"recognises_you": True, "caveats": [], "scores": {"tuned": {"share": 0.80},
+                         "base": {"share": 0.05}, "yours": {"share": 0.95}, "theirs": {"share": 0.1}}},
+          "failures": {"real": {"replies": 16, "repeats_itself": 0.0}, "tuned": side(0.25, 0.38, 0.0, 0.30),
+                       "base": side(0.31, 0.44, 0.0, 0.50)}}
+print(json.dumps(verdict(report)))
+""")
+    # authorship (0.80 - 0.05) / (0.95 - 0.05) = 83%; loss (6.32 - 2.14) / 6.32 = 66%; reply length 40%; ending its
+    # replies (0.31 - 0.25) / 0.31 = 19%; repetition (0.44 - 0.38) / 0.44 = 14%; script: the base never switched.
+    assert found.endswith("Strongest signal: authorship (83% of the way from the base to you); weakest: repetition "
+                          "(14%).")
+    assert "0% of replies in another script" not in found and "held-out loss 2.14 per token" in found
 
 
 def test_the_blind_options_refuse_what_means_nothing(cli):

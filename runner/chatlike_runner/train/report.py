@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 from jinja2 import Environment
@@ -206,61 +207,90 @@ def html(report: Mapping[str, Any]) -> str:
 
 
 def _pct(share: float) -> str:
-    return f"{100 * share:.0f}%"
+    return f"{100 * share + 0.0:.0f}%"  # + 0.0: no "-0%"
 
 
-def _signals(report: Mapping[str, Any]) -> list[tuple[float, str, str]]:
-    """(how good on 0–1, 1 the ideal; a name; a phrase) for each signal the report measured."""
+# A signal ranks as strongest or weakest only where the base and you differ by at least this much (a share of replies,
+# a distance between 0 and 1): where the base already writes like you, the tuned model has nothing to show there.
+DIFFER = 0.1
+
+
+@dataclass(frozen=True)
+class Signal:
+    """What one measure says: its name, its phrase in the verdict, and how far the tuned model moved from the base
+    toward you on it (0: not at all, 1: all the way, below 0: away from you), None where it is not ranked."""
+
+    name: str
+    phrase: str
+    moved: float | None = None
+
+
+def moved(base: float, tuned: float, yours: float) -> float | None:
+    """The share of the way from the base to you that the tuned model went; None where the two differ too little."""
+    return (tuned - base) / (yours - base) if abs(yours - base) >= DIFFER else None
+
+
+def _signals(report: Mapping[str, Any]) -> list[Signal]:
+    """Each signal the report measured, in the verdict's order."""
     found = []
     for name, r in ((report.get("blind") or {}).get("rounds") or {}).items():
         if r["trials"]:
             interval = f"exact 95% interval {_pct(r['ci95'][0])}–{_pct(r['ci95'][1])}"
-            if name == "you":
-                found.append((min(1.0, r["share"] / 0.5), "the blind test",
-                              f"passes for you in {r['hits']} of {r['trials']} blind pairs ({interval}; a coin: 50%)"))
-            else:
-                found.append((r["share"], "tuned against base",
-                              f"sounds more like you than the base in {r['hits']} of {r['trials']} pairs ({interval})"))
+            if name == "you":  # no base in this round: it says how close, not how far the model moved
+                found.append(Signal("the blind test", f"passes for you in {r['hits']} of {r['trials']} blind pairs "
+                                                      f"({interval}; a coin: 50%)"))
+            else:  # a coin (50%) is no move; always the tuned model's reply (100%) is all the way
+                found.append(Signal("tuned against base", f"sounds more like you than the base in {r['hits']} of "
+                                                          f"{r['trials']} pairs ({interval})", 2 * r["share"] - 1))
     authorship = report.get("authorship") or {}
     scores = authorship.get("scores") or {}
     if authorship.get("recognises_you"):
         tuned, base, yours = (scores[n]["share"] for n in ("tuned", "base", "yours"))
-        found.append((min(1.0, tuned / yours) if yours else 0.0, "authorship",
-                      f"{_pct(tuned)} of its replies are attributed to you (base {_pct(base)}, your own held-out "
-                      f"{_pct(yours)})"))
-    nll = report["nll"]
-    found.append((0.75 if nll["improvement"]["ci95"][0] > 0 else 0.25, "held-out loss",
-                  f"held-out loss {nll['tuned']['nll']:.2f} per token against the base's {nll['base']['nll']:.2f}"))
-    tuned = report["failures"]["tuned"]
-    if tuned.get("never_ends") is not None:
-        found.append((1 - tuned["never_ends"], "ending its replies",
-                      f"never stops in {_pct(tuned['never_ends'])} of replies"))
+        found.append(Signal("authorship", f"{_pct(tuned)} of its replies are attributed to you (base {_pct(base)}, "
+                                          f"your own held-out {_pct(yours)})", moved(base, tuned, yours)))
+    nll = report["nll"]  # you: a loss of 0, every reply of yours predicted
+    found.append(Signal("held-out loss", f"held-out loss {nll['tuned']['nll']:.2f} per token against the base's "
+                                         f"{nll['base']['nll']:.2f}", moved(nll["base"]["nll"], nll["tuned"]["nll"], 0.0)))
+    tuned, base, real = (report["failures"][who] for who in ("tuned", "base", "real"))
+    if tuned.get("never_ends") is not None:  # your replies all end
+        found.append(Signal("ending its replies", f"never stops in {_pct(tuned['never_ends'])} of replies",
+                            moved(base["never_ends"], tuned["never_ends"], 0.0)))
     if tuned.get("repeats_itself") is not None:
-        found.append((1 - tuned["repeats_itself"], "repetition",
-                      f"repeats a 4-gram within {_pct(tuned['repeats_itself'])} of replies"))
-    if tuned.get("other_script") is not None:
-        found.append((1 - tuned["other_script"], "script", f"{_pct(tuned['other_script'])} of replies in another "
-                                                           "script than yours"))
-    if tuned.get("length_distance") is not None:
-        found.append((1 - tuned["length_distance"], "reply length",
-                      f"reply lengths {tuned['length_distance']:.2f} from yours (Kolmogorov–Smirnov)"))
-    if "memorized" in tuned:
+        found.append(Signal("repetition", f"repeats a 4-gram within {_pct(tuned['repeats_itself'])} of replies",
+                            moved(base["repeats_itself"], tuned["repeats_itself"], real["repeats_itself"])))
+    if tuned.get("other_script") is not None:  # yours are in your script
+        found.append(Signal("script", f"{_pct(tuned['other_script'])} of replies in another script than yours",
+                            moved(base["other_script"], tuned["other_script"], 0.0)))
+    if tuned.get("length_distance") is not None:  # yours are 0 from yours
+        found.append(Signal("reply length", f"reply lengths {tuned['length_distance']:.2f} from yours "
+                                            "(Kolmogorov–Smirnov)",
+                            moved(base["length_distance"], tuned["length_distance"], 0.0)))
+    if "memorized" in tuned:  # a leak, not a likeness: never ranked
         count = len(tuned["memorized"])
-        found.append((1 - count / max(1, tuned["replies"]), "memorization",
-                      f"{count} of its {tuned['replies']} replies recite a training reply of yours verbatim" if count
-                      else "none of its replies recites a training reply of yours"))
+        found.append(Signal("memorization", f"{count} of its {tuned['replies']} replies recite a training reply of "
+                                            "yours verbatim" if count else
+                            "none of its replies recites a training reply of yours"))
     return found
 
 
 def verdict(report: Mapping[str, Any]) -> str:
-    """One short paragraph: what was measured, then the strongest and the weakest signal, then what the numbers
-    are not worth (when the classifier cannot recognise you, or the training data was not there)."""
+    """One short paragraph: what was measured, then the strongest and the weakest signal by how far the tuned model
+    moved from the base toward you (only where the two differ), then what the numbers are not worth (when the
+    classifier cannot recognise you, or the training data was not there)."""
     found = _signals(report)
+    ranked = [signal for signal in found if signal.moved is not None]
+    best, worst = (pick(ranked, key=lambda signal: signal.moved) for pick in (max, min)) if ranked else (None, None)
     lead = {"the blind test", "tuned against base", "authorship", "held-out loss", "ending its replies",
             "memorization"}
-    best, worst = (pick(found, key=lambda signal: signal[0]) for pick in (max, min))  # ties: the first listed
-    shown = [phrase for _, name, phrase in found if name in lead or name == worst[1]]
-    text = f"Run {report['run_id']}: {'; '.join(shown)}. Strongest signal: {best[1]}; weakest: {worst[1]}."
+    shown = [signal.phrase for signal in found if signal.name in lead or signal in (best, worst)]
+    text = f"Run {report['run_id']}: {'; '.join(shown)}. "
+    if best is None or worst is None:
+        text += "No signal ranks: on each measure the base already writes like you."
+    elif best is worst:
+        text += f"The one signal where the base and you differ: {best.name} ({_pct(best.moved)} of the way to you)."
+    else:  # ties: the first listed
+        text += (f"Strongest signal: {best.name} ({_pct(best.moved)} of the way from the base to you); weakest: "
+                 f"{worst.name} ({_pct(worst.moved)}).")
     authorship = report.get("authorship")
     if authorship is None:
         text += " Authorship and memorization were not measured: the run's training data was not available."

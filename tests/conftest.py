@@ -30,6 +30,11 @@ def pytest_terminal_summary(terminalreporter) -> None:
             terminalreporter.write_line(line)
 
 
+def cpu_precision() -> str:
+    """What `bf16: auto` trains in on this CPU (train/precision.py): bf16 where it has AMX, else fp32; never fp16."""
+    return "bf16" if "amx_tile" in Path("/proc/cpuinfo").read_text() else "fp32"
+
+
 def need(reason: str) -> None:
     """Fail in CI, skip elsewhere: CI must run every test but the GPU ones."""
     if IN_CI:

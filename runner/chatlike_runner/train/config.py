@@ -1,4 +1,4 @@
-"""Read an Axolotl config and derive the one a run actually uses (a pure function of config, GPUs and env)."""
+"""Read an Axolotl config and derive the one a run actually uses (a pure function of config, GPUs, the CPU and env)."""
 
 from __future__ import annotations
 
@@ -10,6 +10,7 @@ from pathlib import Path
 import yaml
 
 from ..core.configfile import load_config
+from . import precision
 from .errors import TrainError
 
 # Added to every run's plugins: a checkpoint on SIGTERM, and the runtime facts in the manifest (see plugin.py).
@@ -50,9 +51,12 @@ def dataset_paths(raw: Mapping, config_dir: Path) -> list[Path]:
     return found
 
 
-def effective(raw: Mapping, config_dir: Path, gpu_count: int, env: Mapping[str, str]) -> dict:
-    """The config a run trains with: local paths made absolute, DeepSpeed only with >1 GPU, the stop plugin, wandb mode."""
+def effective(raw: Mapping, config_dir: Path, gpu_count: int, env: Mapping[str, str], native_bf16: bool = False) -> dict:
+    """The config a run trains with: local paths made absolute, DeepSpeed only with >1 GPU, `bf16: auto` resolved on a
+    CPU (`native_bf16`: this CPU's, see precision.py), the stop plugin, wandb mode."""
     config = copy.deepcopy(dict(raw))
+    if gpu_count == 0:
+        config.update(precision.on_cpu(config, native_bf16))
     # The image's configs/ folder answers a name relative to it (deepspeed/zero2.json) and one relative to the
     # repository root, as the bundled configs write it (configs/deepspeed/zero2.json).
     roots = [config_dir, Path.cwd(), BUNDLED_CONFIGS, BUNDLED_CONFIGS.parent]

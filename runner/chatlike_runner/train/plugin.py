@@ -38,3 +38,9 @@ class RuntimeCallback(TrainerCallback):
 class ChatlikePlugin(BasePlugin):
     def add_callbacks_pre_trainer(self, cfg, model):
         return [StopOnSignalCallback(), RuntimeCallback()]
+
+    def get_training_args(self, cfg):
+        """bf16 without a GPU: transformers trains it only when told the run is on the CPU (see precision.py)."""
+        import torch
+
+        return {"use_cpu": True} if cfg.bf16 and not torch.cuda.is_available() else None

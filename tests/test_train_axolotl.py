@@ -13,6 +13,8 @@ from pathlib import Path
 import pytest
 import yaml
 
+from conftest import cpu_precision
+
 REPO = Path(__file__).parents[1]
 TRAIN_PYTHON = Path(os.environ.get("CHATLIKE_TRAIN_PYTHON", REPO / ".venv-train" / "bin" / "python"))
 OFFLINE = {"HF_HUB_OFFLINE": "1", "AXOLOTL_DO_NOT_TRACK": "1", "DO_NOT_TRACK": "1", "TOKENIZERS_PARALLELISM": "false"}
@@ -131,8 +133,11 @@ def test_run_trains_the_tiny_model_and_writes_adapter_log_and_manifest(home):
     manifest = json.loads((out / "train-manifest.json").read_text())
     assert manifest["exit_code"] == 0 and manifest["stopped_by"] is None and manifest["ended"]
     assert manifest["gpus"]["count"] == 0 and manifest["packages"]["axolotl"] == "0.19.0"
-    # Written by the trainer itself: bf16: auto on a CPU trains in fp16 (Axolotl's rule), not in fp32.
-    assert manifest["precision"] == {"mixed": "fp16", "tf32": False, "model_dtype": "float16"}
+    # Written by the trainer itself: bf16: auto on a CPU trains in fp32, or bf16 where the CPU has AMX, never in fp16
+    # (Axolotl's own rule, which has no fast CPU kernels).
+    mixed = cpu_precision()
+    assert manifest["precision"] == {"mixed": mixed, "tf32": False,
+                                     "model_dtype": "bfloat16" if mixed == "bf16" else "float32"}
     assert manifest["torch"]["version"].startswith("2.13.0") and len(manifest["pip_freeze_sha256"]) == 64
     assert [d["path"] for d in manifest["datasets"]] == [str(home / "data" / "train.jsonl")]
 
@@ -232,3 +237,32 @@ def test_resuming_a_run_that_reached_its_last_step_trains_no_step_more(home):
     assert (out / "adapter_model.safetensors").read_bytes() == (out / "checkpoint-4" / "adapter_model.safetensors").read_bytes()
     manifest = json.loads((out / "train-manifest.json").read_text())
     assert manifest["exit_code"] == 0 and manifest["stopped_by"] is None and manifest["stopped_at_step"] is None
+
+
+def test_a_config_that_asks_for_bf16_trains_in_it_on_a_cpu(home):
+    """transformers refuses bf16 without a GPU unless told the run is on the CPU: chatlike's plugin tells it (the
+    path `bf16: auto` takes on a CPU with AMX, taken here on any CPU by asking for bf16 itself)."""
+    config = smoke_config(home, "bf16", max_steps=2, save_steps=1000, bf16=True, load_in_4bit=False, adapter="lora",
+                          optimizer="adamw_torch")
+    done = chatlike_train(home, "run", str(config))
+    assert done.returncode == 0, done.stdout[-3000:]
+    manifest = json.loads((home / "outputs" / "bf16" / "train-manifest.json").read_text())
+    assert manifest["precision"]["mixed"] == "bf16" and manifest["precision"]["model_dtype"] == "bfloat16"
+
+
+@pytest.mark.parametrize("change, said", [
+    ({"train_on_inputs": True}, "train_on_inputs: true trains the model on the other people's messages too"),
+    ({"datasets": [{"path": "../data/train.jsonl", "type": "chat_template", "roles_to_train": ["assistant", "user"]}]},
+     "datasets[0].roles_to_train: user trains the model on the other people's turns too"),
+    ({"datasets": [{"path": "../data/train.jsonl", "type": "chat_template", "train_on_eot": "none"}]},
+     "datasets[0].train_on_eot: none never trains the token that ends your reply"),
+    ({"eot_tokens": ["<|im_end|>"]}, "eot_tokens: <|im_end|> is not in the chat template (llama3), so Axolotl would not "
+                                     "train it and the model would never learn to end a reply; set eot_tokens to the "
+                                     "token the template ends a turn with (<|eot_id|> ends a turn in it)"),
+    ({"chat_template": "chatml"}, "chat_template: chatml writes <|im_start|>, <|im_end|>, which the tokenizer of"),
+])
+def test_validate_refuses_what_would_not_train_a_model_that_chats_like_you(home, change, said):
+    done = chatlike_train(home, "validate", str(smoke_config(home, "recipe", **change)))
+    assert done.returncode == 2, done.stdout + done.stderr
+    [line] = done.stderr.strip().splitlines()
+    assert said in line, line

@@ -10,9 +10,9 @@ from pathlib import Path
 from typing import Any
 
 from . import config as cfg_file
+from . import template as turns
 from .errors import TrainError
 
-EOT = "<|eot_id|>"
 RUN_CONFIG = "train-config.yml"  # the config a run actually trained with, in its outputs
 
 
@@ -24,7 +24,8 @@ class Tuned:
     tokenizer: Any
     model: Any  # a peft PeftModel: the adapter on, or off inside `model.disable_adapter()`
     template: str  # the chat template training rendered conversations with
-    stop_ids: list[int]
+    end_of_turn: list[str]  # the tokens training taught the model to end a reply with (template.end_of_turn)
+    stop_ids: list[int]  # theirs, and the end-of-text token's
     device: str
 
     def prompt(self, messages: list[dict[str, str]]) -> list[int]:
@@ -89,9 +90,8 @@ def load(run_dir: Path, base_model: str | None = None, merging: bool = False) ->
         base.resize_token_embeddings(len(tokenizer))
     model = PeftModel.from_pretrained(base, str(run_dir))
     model.eval()
-    stops = [tokenizer.convert_tokens_to_ids(EOT), tokenizer.eos_token_id]
-    return Tuned(cfg, tokenizer, model, template, [i for i in stops if isinstance(i, int) and i >= 0],
-                 "cuda" if cuda else "cpu")
+    ends = turns.end_of_turn(cfg.eot_tokens, tokenizer, template)
+    return Tuned(cfg, tokenizer, model, template, ends, turns.stop_ids(ends, tokenizer), "cuda" if cuda else "cpu")
 
 
 def _missing_base(name: str, exc: Exception) -> TrainError:

@@ -22,6 +22,7 @@ from pathlib import Path
 
 from . import config as cfg
 from . import hubkernel
+from . import template as turns
 from .errors import TrainError
 
 # Axolotl's chat_template defaults (prompt_strategies/chat_template.py): dataset role -> template role.
@@ -417,6 +418,49 @@ def tokenizer_and_template(raw: Mapping, cached_only: bool = False):
     return tokenizer, template
 
 
+def check_recipe(raw: Mapping) -> None:
+    """What Axolotl accepts but would train a model that does not chat like you: the other people's turns
+    trained on, or the token that ends your reply never trained (the model then never stops)."""
+    if raw.get("train_on_inputs"):
+        raise TrainError("train_on_inputs: true trains the model on the other people's messages too, so it learns to "
+                         "write like them; chatlike trains on your replies only: remove it (or set it to false)")
+    for key in cfg.DATASET_KEYS:
+        for number, entry in enumerate(raw.get(key) or []):
+            roles = entry.get("roles_to_train")
+            others = [r for r in roles if DEFAULT_ROLES.get(r, r) != "assistant"] if isinstance(roles, list) else []
+            if others:
+                raise TrainError(f"{key}[{number}].roles_to_train: {', '.join(map(str, others))} trains the model on "
+                                 "the other people's turns too; chatlike trains on your replies only: remove "
+                                 "roles_to_train (or leave only assistant)")
+            for name in ("train_on_eos", "train_on_eot"):
+                if entry.get(name) == "none":
+                    raise TrainError(f"{key}[{number}].{name}: none never trains the token that ends your reply, so "
+                                     f"the model never learns to stop talking: remove {name} (turn, the default, "
+                                     "trains it after each of your replies)")
+
+
+def check_template(raw: Mapping, tokenizer, template: str) -> None:
+    """The template's special tokens are the tokenizer's, and the tokens that end a turn are ones it writes."""
+    name = raw.get("tokenizer_config") or raw.get("base_model")
+    chosen = raw.get("chat_template") or "tokenizer_default"
+    missing = turns.missing_tokens(tokenizer, template)
+    if missing:
+        raise TrainError(f"chat_template: {chosen} writes {', '.join(missing)}, which the tokenizer of {name} lacks: "
+                         "each would be trained as pieces of text, not as the mark of a turn; use chat_template: "
+                         "tokenizer_default (the model's own template) or one made for this model")
+    wanted = raw.get("eot_tokens")
+    ends = turns.end_of_turn(wanted if isinstance(wanted, list) else None, tokenizer, template)
+    unwritten = [token for token in wanted or [] if token not in ends] if isinstance(wanted, list) else []
+    if unwritten or not ends:
+        found = turns.turn_format(lambda messages, generation: turns.render(tokenizer, template, messages, generation))
+        marks = turns.special_tokens(found.after) if found else []
+        hint = f" ({', '.join(marks)} ends a turn in it)" if marks else ""
+        what = (f"eot_tokens: {', '.join(unwritten)} is not in the chat template ({chosen}), so Axolotl would not "
+                "train it" if unwritten else f"the chat template ({chosen}) writes no end-of-turn token")
+        raise TrainError(f"{what} and the model would never learn to end a reply; set eot_tokens to the token the "
+                         f"template ends a turn with{hint}")
+
+
 def check_dataset(path: Path, fmt: DatasetFormat, tokenizer, template, sequence_len: int) -> tuple[str, list[int]]:
     """A report line and the line numbers of conversations longer than sequence_len; TrainError naming each kind
     of bad line (its first line and field, how many alike)."""
@@ -498,6 +542,7 @@ def _validate(config_path: Path) -> list[str]:
     report = [f"config {config_path}: passes {check_schema(raw)} (Axolotl's schema), no unknown keys"]
     if (refused := hubkernel.refusal(raw)) is not None:
         raise TrainError(refused)
+    check_recipe(raw)
     config_dir = config_path.parent.absolute()
     sequence_len = int(raw.get("sequence_len") or 2048)
     tokenizer = template = None
@@ -514,6 +559,7 @@ def _validate(config_path: Path) -> list[str]:
             fmt = DatasetFormat.from_entry(entry, f"{key}[{number}]")
             if tokenizer is None:
                 tokenizer, template = tokenizer_and_template(raw)
+                check_template(raw, tokenizer, template)
             line, over = check_dataset(local[0], fmt, tokenizer, template, sequence_len)
             if over and not raw.get("excess_length_strategy"):
                 raise TrainError(f"{line} ({problems_summary({'over sequence_len': over})}): Axolotl would drop them; "

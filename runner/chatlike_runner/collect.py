@@ -95,6 +95,6 @@ def collect(engine: Engine, run: Run, out_dir: Path, configs: dict[str, bytes] |
             handle.writelines(redactor(run.flags.get("env", [])).stream(engine.logs(run, follow=False)))
         image = {"ref": run.flags.get("image"), "id": run.image_id, "digests": list(run.image_digests)}
         return artifacts.manifest(run_id=run.id, flags=run.flags, ending=ending_of(run), image=image, engine=engine.info(),
-                                  inputs=artifacts.parse_sums(sums), files=files)
+                                  inputs=artifacts.parse_sums(sums), files=files, base_model=artifacts.base_model(tmp))
 
     return artifacts.publish(out_dir, run.id, run.complete, fill), ending_of(run)

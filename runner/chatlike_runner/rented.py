@@ -162,7 +162,7 @@ class Box:
     def __init__(self, plan: RunPlan, where: Rented, expected: Mapping[str, str] | None = None,
                  earlier: Path | None = None) -> None:
         self.plan, self.where, self.expected, self.earlier = plan, where, expected, earlier
-        self.run_id, self.smoke = plan.run_id, plan.smoke
+        self.run_id, self.trial = plan.run_id, plan.trial
         self.cluster = skytask.cluster_name(plan.run_id)
         self.folder = launch_folder(plan.out_dir, plan.run_id)
         self.kept = False
@@ -330,7 +330,7 @@ def collect(plan: RunPlan, where: Rented, placement: dict[str, Any], folder: Pat
         return artifacts.manifest(run_id=plan.run_id, flags={**plan.flags(), "on": where.flags()}, ending=ending,
                                   image={"ref": plan.image, "id": None, "digests": [plan.image]},
                                   engine={"skypilot_cluster": skytask.cluster_name(plan.run_id)}, inputs=sums,
-                                  files=files, rented=placement)
+                                  files=files, rented=placement, base_model=artifacts.base_model(tmp))
 
     path = artifacts.publish(plan.out_dir, plan.run_id, complete, fill)
     return path, endings[0]
@@ -339,7 +339,7 @@ def collect(plan: RunPlan, where: Rented, placement: dict[str, Any], folder: Pat
 def _ending(outputs: Path, complete: bool) -> Ending:
     """How the run ended, from the train-manifest.json chatlike-train wrote on the box (none: it never trained)."""
     try:
-        train = json.loads((outputs / "train-manifest.json").read_text(encoding="utf-8"))
+        train = json.loads((outputs / c.TRAIN_MANIFEST).read_text(encoding="utf-8"))
     except (OSError, ValueError):
         train = {}
     code = train.get("exit_code")

@@ -12,6 +12,7 @@ EXPORT_IMAGE = "chatlike/train-export"
 # The repository's configs/, next to the package in a checkout (where the Makefile installs it).
 CONFIGS = Path(__file__).resolve().parents[3] / "configs"
 SMOKE_CONFIG = CONFIGS / "cpu-smoke.yml"
+PREVIEW_CONFIG = CONFIGS / "cpu-preview.yml"
 
 # Inside the container.
 INPUT_DIR = "/chatlike/input"
@@ -25,6 +26,7 @@ JOB_RUN_DIR = "run"  # a job's input volume: the run's published folder, and the
 JOB_HELDOUT = "data/heldout.jsonl"
 JOB_TRAINING = "data/training"  # the run's training data, for eval's authorship and memorization
 RUN_MANIFEST = "manifest.json"  # a published run's own record (the runner's; train-manifest.json is the trainer's)
+TRAIN_MANIFEST = "train-manifest.json"  # the trainer's record, in the run's outputs
 
 # How a run stands: created, running, stopped, or ended on its own (its outputs will not change any more).
 ENDED = ("succeeded", "failed", "oom")

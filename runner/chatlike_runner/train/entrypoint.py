@@ -16,6 +16,7 @@ from ..core import constants as c
 from . import config as cfg
 from . import manifest
 from .gpus import older_than, visible_gpus
+from .precision import native_bf16
 from .training import Nodes, exit_code, supervise, train_command
 
 LOG_NAME = "logs/train.log"
@@ -81,7 +82,8 @@ def run(config_path: Path, nodes: int, node_rank: int, main_address: str | None,
         PID_FILE.write_text(f"{os.getpid()}\n", encoding="utf-8")
     raw = cfg.load(config_path)
     gpus = visible_gpus()
-    effective = cfg.effective(raw, config_path.parent.absolute(), gpus.count, os.environ)
+    effective = cfg.effective(raw, config_path.parent.absolute(), gpus.count, os.environ,
+                              native_bf16=not gpus.count and native_bf16())
     output_dir = Path(effective["output_dir"])
     became = _training_user(output_dir)
     log_path = output_dir / LOG_NAME
@@ -94,7 +96,7 @@ def run(config_path: Path, nodes: int, node_rank: int, main_address: str | None,
     if effective.get("wandb_project"):
         env.setdefault("WANDB_DIR", str(output_dir))
     started = manifest.start(config_path.absolute(), effective_path, cfg.dataset_paths(raw, config_path.parent.absolute()),
-                             gpus, command)
+                             gpus, command, base_model=effective.get("base_model"))
     manifest.write(started, output_dir)
     finished = manifest.finished_checkpoint(output_dir) if effective.get("auto_resume_from_checkpoints") else None
     if finished is not None:

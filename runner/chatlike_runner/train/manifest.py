@@ -16,9 +16,11 @@ from collections.abc import Iterable, Mapping
 from datetime import datetime, timezone
 from pathlib import Path
 
+from ..core import constants as c
 from .gpus import Gpus
+from .smallmodel import source
 
-NAME = "train-manifest.json"
+NAME = c.TRAIN_MANIFEST
 # What a checkpoint holds only to resume training from it (the rest is the model's output).
 CHECKPOINT_ONLY = frozenset({"optimizer.pt", "scheduler.pt", "rng_state.pth", "trainer_state.json",
                              "training_args.bin", "tokens_state.json"})
@@ -102,8 +104,10 @@ def now() -> str:
     return datetime.now(timezone.utc).isoformat(timespec="seconds")
 
 
-def start(config: Path, effective: Path, datasets: list[Path], gpus: Gpus, command: list[str]) -> dict:
-    """The manifest as it stands when training starts."""
+def start(config: Path, effective: Path, datasets: list[Path], gpus: Gpus, command: list[str],
+          base_model: str | None = None) -> dict:
+    """The manifest as it stands when training starts; `base_model` as the config names it, with where its weights
+    came from when chatlike made its folder (the preview's small model: package, version, sha256)."""
     freeze = freeze_lines(metadata.distributions())
     return {
         "started": now(),
@@ -114,6 +118,7 @@ def start(config: Path, effective: Path, datasets: list[Path], gpus: Gpus, comma
         "config": {"path": str(config), "sha256": sha256_file(config)},
         "effective_config": {"path": str(effective), "sha256": sha256_file(effective)},
         "datasets": [{"path": str(path), "sha256": sha256_file(path)} for path in datasets],
+        "base_model": {"name": base_model, "source": source(base_model) if base_model else None},
         "gpus": {"count": gpus.count, "names": list(gpus.names), "driver": gpus.driver},
         "torch": torch_build(),
         "python": platform.python_version(),

@@ -6,7 +6,7 @@ BIN := $(VENV)/bin
 # runner with the training stack in-process (what `pip install chatlike-runner[estimate]` gives).
 TRAIN_VENV ?= .venv-train
 
-.PHONY: runner setup train-venv image image-cpu smoke train test bench fuzz lock lock-check clean
+.PHONY: runner setup train-venv image image-cpu smoke preview train test bench fuzz lock lock-check clean
 
 # The runner alone: what `make smoke` and `make train` need, and nothing more.
 $(VENV)/.runner: pyproject.toml
@@ -42,12 +42,17 @@ image: runner
 image-cpu: runner
 	$(BIN)/chatlike-runner build --flavor cpu
 
-# The main job: the bundled example export (or your own data/train.jsonl), trained on every GPU. The engine
-# and its GPUs are checked first: a host without them is told to run `make smoke` instead of building.
+# The main job: the bundled example export (or your own data/train.jsonl), trained on every GPU (the engine and its
+# NVIDIA runtime checked first, the CUDA image built when missing). On a host with no usable GPU, the CPU preview of
+# the same data instead, with one line saying why.
 train: runner
-	$(BIN)/chatlike-runner build --flavor cuda --if-missing
 	test -s data/train.jsonl || $(BIN)/chatlike-runner prepare -o data
-	$(BIN)/chatlike-runner start configs/llama-3.1-8b-qlora.yml --gpus all $(TRAIN_ARGS)
+	$(BIN)/chatlike-runner start configs/llama-3.1-8b-qlora.yml --gpus all --else-preview $(TRAIN_ARGS)
+
+# Hear your data before you rent a GPU: a real small model (SmolLM2-135M-Instruct) trained on data/train.jsonl (the
+# bundled example when there is none) on the CPU, then eval's verdict. Builds the CPU image when it is missing.
+preview: runner
+	$(BIN)/chatlike-runner start --preview
 
 # The same recipe on a tiny built-in model, on the CPU: no GPU, no downloads. It writes the bundled example
 # to data/ when there is no dataset there, and builds the CPU image when it is missing.

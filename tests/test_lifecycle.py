@@ -37,7 +37,7 @@ class FakeTarget:
     """A run somewhere that records what is asked of it; `press` names the phases in which Ctrl-C is pressed."""
 
     run_id = "r1"
-    smoke = False
+    trial = ""
 
     def __init__(self, ending: Ending = Ending("succeeded", 0), press: tuple[str, ...] = (),
                  lost: str | None = None, cancels: bool = False, broken: Exception | None = None) -> None:
@@ -108,7 +108,7 @@ def test_a_run_that_ends_on_its_own_is_collected_whole_then_closed():
     events = lived(target)
     assert target.asked == ["follow", "collect(True)", "close(False)"]
     assert [e.text for e in events if isinstance(e, Log)] == ["step 0", "step 1", "step 2"]
-    assert events[-1] == Outcome("r1", 0, "succeeded", Path("out/r1"), False)
+    assert events[-1] == Outcome("r1", 0, "succeeded", Path("out/r1"), "")
 
 
 def test_ctrl_c_while_following_stops_the_run_gracefully_and_brings_a_partial_home():
@@ -116,7 +116,7 @@ def test_ctrl_c_while_following_stops_the_run_gracefully_and_brings_a_partial_ho
     events = lived(target)
     assert target.asked == ["follow", "stop(7)", "collect(False)", "close(True)"]
     assert Note("stopping run r1 (up to 7s for it to save)...", warning=True) in events
-    assert events[-1] == Outcome("r1", c.INTERRUPTED_EXIT, "stopped", Path("out/r1.partial"), False)
+    assert events[-1] == Outcome("r1", c.INTERRUPTED_EXIT, "stopped", Path("out/r1.partial"), "")
 
 
 def test_ctrl_c_between_the_start_and_following_is_not_lost():
@@ -140,7 +140,7 @@ def test_ctrl_c_after_the_run_ended_on_its_own_changes_nothing(phase):
     target = FakeTarget(press=(phase,))
     events = lived(target)
     assert target.asked == ["follow", "collect(True)", "close(False)"]
-    assert events[-1] == Outcome("r1", 0, "succeeded", Path("out/r1"), False)
+    assert events[-1] == Outcome("r1", 0, "succeeded", Path("out/r1"), "")
 
 
 @pytest.mark.parametrize(("ending", "code"), [(Ending("oom", None, oom_killed=True), 137), (Ending("oom", 137), 137),
@@ -173,7 +173,7 @@ def test_a_run_is_prepared_started_then_lived():
     events = ran(target)
     assert target.asked == ["prepare(False)", "start", "follow", "collect(True)", "close(False)"]
     assert events[:2] == [Note("staged"), Note("started")]
-    assert events[-1] == Outcome("r1", 0, "succeeded", Path("out/r1"), False)
+    assert events[-1] == Outcome("r1", 0, "succeeded", Path("out/r1"), "")
 
 
 def test_a_dry_run_is_prepared_and_nothing_is_started():
@@ -186,7 +186,7 @@ def test_a_detached_run_is_started_and_left_running():
     target = FakeTarget()
     events = ran(target, detach=True)
     assert target.asked == ["prepare(False)", "start"]
-    assert events[-1] == Outcome("r1", 0, "running", smoke=False)
+    assert events[-1] == Outcome("r1", 0, "running", trial="")
 
 
 def test_ctrl_c_while_preparing_interrupts_before_anything_is_started():

@@ -61,7 +61,7 @@ def clopper_pearson(hits: int, trials: int) -> tuple[float, float]:
 def example_run(cpu_image, tmp_path_factory) -> Iterator[tuple[Path, str]]:
     """The bundled example as `prepare` writes it, the planted conversation 30 times in training and once at the
     top of the held-out set, trained to overfit: the smoke config for 400 steps at a high rate (about 90 s)."""
-    from chatlike_runner.smoke import write_example
+    from chatlike_runner.trial import write_example
 
     project = tmp_path_factory.mktemp("persona")
     (project / "data").mkdir()

@@ -45,7 +45,7 @@ def _steps(log: str) -> dict[str, dict]:
 
 
 def test_two_cpu_ranks_train_checkpoint_and_resume_through_zero2(docker_client, cpu_image, tmp_path):
-    from chatlike_runner.smoke import write_example
+    from chatlike_runner.trial import write_example
 
     work = tmp_path / "work"
     (work / "data").mkdir(parents=True)

@@ -25,7 +25,7 @@ from .follow import uninterruptible
 from .parsing import parse_gpus
 from .plan import build_plan
 from .progress import Display
-from .smoke import example_dataset
+from . import trial as trials
 
 if TYPE_CHECKING:
     from rich.console import Console
@@ -33,6 +33,7 @@ if TYPE_CHECKING:
 gc.enable()
 gc.freeze()  # and no later collection needs to look at them again
 GPU_RUN = "chatlike-runner start configs/llama-3.1-8b-qlora.yml --gpus all"
+RENTED_RUN = "chatlike-runner start configs/llama-3.1-8b-qlora.yml --on runpod"
 
 host_option = click.option(
     "--host",
@@ -251,11 +252,15 @@ def _finish(outcome: Outcome) -> None:
                       style="red")
     else:
         console().print(f"run {run_id} {outcome.status} (exit {outcome.exit_code}); outputs in {path}", style="green")
-        console().print(f"next: `chatlike-runner eval {run_id}` says whether it is you (authorship, the failures people hit, "
-                        f"recited chats, held-out loss against the base; --blind: you judge it); "
-                        f"`chatlike-runner chat {run_id}` talks with it")
-        if outcome.smoke:
+        if outcome.trial != "preview":  # its eval ran already, and said what comes next
+            console().print(f"next: `chatlike-runner eval {run_id}` says whether it is you (authorship, the failures "
+                            f"people hit, recited chats, held-out loss against the base; --blind: you judge it); "
+                            f"`chatlike-runner chat {run_id}` talks with it")
+        if outcome.trial == "smoke":
             console().print(f"then: the smoke run passed; train the real recipe on your GPUs with `{GPU_RUN}`")
+        elif outcome.trial == "preview":
+            console().print(f"then: the real recipe (Llama 3.1 8B) on your GPUs with `{GPU_RUN}`, or on rented ones "
+                            f"with `{RENTED_RUN}`")
     sys.exit(outcome.exit_code)
 
 
@@ -306,10 +311,12 @@ def _export_summary(done: JobDone) -> None:
     (gguf,) = done.path.glob("*.gguf")
     logits = checks["logits"]
     console().print(f"{gguf} ({gguf.stat().st_size / 2**20:.1f} MiB), with a Modelfile for Ollama", style="green")
+    greedy = checks["greedy"]
     console().print(f"llama.cpp: loads and generates; chat template and {checks['eot_token']['text']} in its metadata; "
                   f"training's prompt on {checks['prompts']['equal']}/{checks['prompts']['compared']} held-out "
                   f"conversations; logits within {logits['max_abs_difference']:.2g} of the merged model's "
-                  f"(top token the same on {logits['top1_agreement']:.0%})")
+                  f"(top token the same on {logits['top1_agreement']:.0%}); greedy replies the same on "
+                  f"{greedy['same']}/{greedy['compared']} held-out contexts (their first {greedy['tokens']} tokens)")
     memorized = checks["memorized"]
     if memorized["memorized"] is None:
         console().print(f"memorization: not measured yet; `chatlike-runner eval {done.run_id}` counts the replies "
@@ -330,7 +337,9 @@ def cli() -> None:
 
 @cli.command()
 @click.argument("config", type=click.Path(path_type=Path), required=False)
+@click.option("--preview", is_flag=True, help=f"Hear your data before you rent a GPU: configs/cpu-preview.yml (a real small model, SmolLM2-135M-Instruct) trained on the CPU in {c.CPU_IMAGE}, then eval's verdict.")
 @click.option("--smoke", is_flag=True, help=f"CPU smoke run: configs/cpu-smoke.yml (a tiny built-in model, no downloads) in {c.CPU_IMAGE}.")
+@click.option("--else-preview", is_flag=True, help="Where the Docker host has no usable GPU (no NVIDIA runtime), train the --preview instead, saying why; where it has, build the CUDA image first when it is missing (`make train`).")
 @click.option("--data", type=click.Path(path_type=Path), help="Dataset file or folder; replaces the path of the config's dataset.")
 @out_option
 @click.option("--image", help=f"Training image.  [default: {c.DEFAULT_IMAGE}; {c.CPU_IMAGE} with --smoke]")
@@ -345,7 +354,7 @@ def cli() -> None:
 @click.option("--fit-check/--no-fit-check", default=True, show_default=True, help="Refuse a run whose memory estimate exceeds its GPUs' (see `estimate`).")
 @click.option("--stop-timeout", default=c.STOP_TIMEOUT, show_default=True, help="Seconds a stopped run gets to save before it is killed.")
 @rent_options
-def start(config: Path | None, smoke: bool, data: Path | None, out: Path, image: str | None, host: str | None, gpus: str, shm_size: str | None,
+def start(config: Path | None, preview: bool, smoke: bool, else_preview: bool, data: Path | None, out: Path, image: str | None, host: str | None, gpus: str, shm_size: str | None,
           memory: str | None, ulimits: tuple[str, ...], env: tuple[str, ...], detach: bool, validate: bool,
           fit_check: bool, stop_timeout: int, on: str | None, gpu: str | None, nodes: int, spot: bool, disk: int | None, keep: bool,
           dry_run: bool) -> None:
@@ -355,30 +364,43 @@ def start(config: Path | None, smoke: bool, data: Path | None, out: Path, image:
     Examples:
       chatlike-runner start configs/llama-3.1-8b-qlora.yml --data data/train.jsonl --gpus all
       chatlike-runner start cfg.yml --host ssh://ubuntu@203.0.113.7 --gpus all --detach
+      chatlike-runner start --preview --data data/train.jsonl
       chatlike-runner start --smoke
       chatlike-runner start cfg.yml --data data/train.jsonl --on runpod --gpu RTX3090:2
     """
+    if sum((preview, smoke, else_preview)) > 1:
+        raise click.UsageError("--preview, --smoke and --else-preview each choose what to train: give one")
     where = _rented(on, gpu, nodes, spot, disk, keep, dry_run)
     if where is not None:
-        if smoke or detach or config is None:
-            raise click.UsageError("--on trains CONFIG on rented GPUs and follows it: give CONFIG, without --smoke or --detach")
+        if preview or smoke or else_preview or detach or config is None:
+            raise click.UsageError("--on trains CONFIG on rented GPUs and follows it: give CONFIG, without --preview, "
+                                   "--smoke, --else-preview or --detach")
         image = skytask.launch_image(image, registry.last_pushed())
         plan = build_plan(config, data=data, out=out, image=image, env=env, validate=False, fit_check=fit_check)
         _show(runs.start(plan, stop_timeout, where=where, dry_run=dry_run))
         return
-    if smoke:
-        config = config or c.SMOKE_CONFIG
+    if preview and detach:
+        raise click.UsageError("--preview follows the run to eval's verdict: without --detach")
+    if else_preview and (trouble := trials.gpus_or_trouble(host, image)):
+        console().print(f"no usable GPU on this Docker host ({trouble}): training the CPU preview instead, on the same "
+                        "data. The GPU recipe needs an NVIDIA GPU with the NVIDIA Container Toolkit (`chatlike-runner "
+                        f"doctor` checks it), or rent one: `{RENTED_RUN}`", style="yellow")
+        preview, config, image, gpus = True, None, None, "none"
+    trial = "preview" if preview else "smoke" if smoke else ""
+    if trial:
+        config = config or (c.PREVIEW_CONFIG if preview else c.SMOKE_CONFIG)
         image = image or c.CPU_IMAGE
-        if data is None and (example := example_dataset(config)):
+        if data is None and (example := trials.example_dataset(config)):
             console().print(f"no dataset at {example}: wrote the bundled example chats there (as `chatlike-runner prepare` does)")
     elif config is None:
-        raise click.UsageError("give CONFIG (an Axolotl YAML file), or --smoke for the CPU smoke run")
+        raise click.UsageError("give CONFIG (an Axolotl YAML file), or --preview for a real small model on the CPU")
     image = image or c.DEFAULT_IMAGE
     plan = preflight.planned(lambda: build_plan(config, data=data, out=out, image=image, host=host, gpus=gpus,
                                                 shm_size=shm_size, memory=memory, ulimits=ulimits, env=env, detach=detach,
-                                                validate=validate, fit_check=fit_check, smoke=smoke),
+                                                validate=validate, fit_check=fit_check, trial=trial),
                              host, image, gpus, out)
-    _show(runs.start(plan, stop_timeout))
+    events = runs.start(plan, stop_timeout)
+    _show(trials.then_eval(events, out, host) if preview else events)
 
 
 @cli.command(name="estimate")

@@ -37,7 +37,7 @@ class Outcome:
     exit_code: int
     status: str  # running, succeeded, failed, oom, stopped
     path: Path | None = None
-    smoke: bool = False  # a CPU smoke run (`start --smoke`)
+    trial: str = ""  # a CPU trial run: "smoke" (`start --smoke`) or "preview" (`start --preview`)
 
 
 @dataclass(frozen=True)

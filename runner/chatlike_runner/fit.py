@@ -218,7 +218,7 @@ def for_command(config: Path, data: Path | None, gpu: str | None, on: str | None
     if data is None:
         data = next(iter(dataset_paths(raw, config.resolve().parent)), None)
     if data is None:
-        from .smoke import write_example
+        from .trial import write_example
 
         data = write_example(Path(tempfile.mkdtemp(prefix="chatlike-estimate-")))
         note = ("the config's dataset is not there yet: the work below is the bundled example export's (as `prepare` "

@@ -23,7 +23,7 @@ class Target(Protocol):
     """A run where it runs."""
 
     run_id: str
-    smoke: bool
+    trial: str
 
     def prepare(self, dry_run: bool) -> Iterator[Event]:
         """Check it and stage its inputs, before anything is started or paid for; a dry run ends here."""
@@ -57,7 +57,7 @@ def run(target: Target, stop_timeout: int, *, detach: bool = False, dry_run: boo
     with CtrlC() as ctrl_c:  # from the start on, Ctrl-C is the run's: a graceful stop, unless the start cancels
         yield from target.start(ctrl_c)
         if detach:
-            yield Outcome(target.run_id, 0, "running", smoke=target.smoke)
+            yield Outcome(target.run_id, 0, "running", trial=target.trial)
             return
         try:
             yield from live(target, ctrl_c, stop_timeout)
@@ -79,14 +79,14 @@ def live(target: Target, ctrl_c: CtrlC, stop_timeout: int) -> Iterator[Event]:
         yield from target.stop(stop_timeout)
     path, ending = target.collect(not stopped)
     yield from target.close(stopped)
-    yield outcome(target.run_id, path, ending, target.smoke, stopped)
+    yield outcome(target.run_id, path, ending, target.trial, stopped)
 
 
-def outcome(run_id: str, path: Path, ending: Ending, smoke: bool = False, stopped: bool = False) -> Outcome:
+def outcome(run_id: str, path: Path, ending: Ending, trial: str = "", stopped: bool = False) -> Outcome:
     """The outcome of a run whose outputs are in `path`: a stopped run's is Ctrl-C's exit, an OOM-killed one's 137."""
     if stopped:
-        return Outcome(run_id, c.INTERRUPTED_EXIT, "stopped", path, smoke)
+        return Outcome(run_id, c.INTERRUPTED_EXIT, "stopped", path, trial)
     code = ending.exit_code or 0
     if ending.status == "oom":
         code = code or OOM_EXIT
-    return Outcome(run_id, code, ending.status, path, smoke)
+    return Outcome(run_id, code, ending.status, path, trial)

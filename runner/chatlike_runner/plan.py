@@ -98,7 +98,7 @@ class RunPlan(_Container):
     detach: bool
     validate: bool = True  # run `chatlike-train validate` in the image before training
     fit_check: bool = True  # refuse a run whose memory estimate exceeds its GPUs' (fit.py)
-    smoke: bool = False  # the CPU smoke run (`start --smoke`)
+    trial: str = ""  # a CPU trial of a bundled config: "smoke" (`start --smoke`) or "preview" (`start --preview`)
     reproduces: str | None = None  # the run whose manifest this one runs again (`reproduce`)
 
     role = c.ROLE_TRAIN
@@ -131,7 +131,7 @@ class RunPlan(_Container):
             "env": list(self.env_names),
             "detach": self.detach,
             "validate": self.validate,
-            "smoke": self.smoke,
+            "trial": self.trial,
             "reproduces": self.reproduces,
             "command": list(self.command),
         }
@@ -285,7 +285,7 @@ def build_plan(
     detach: bool = False,
     validate: bool = True,
     fit_check: bool = True,
-    smoke: bool = False,
+    trial: str = "",
     environ: Mapping[str, str] | None = None,
     run_id: str | None = None,
     staged_as: tuple[str, tuple[StagedPath, ...]] | None = None,
@@ -321,9 +321,14 @@ def build_plan(
         detach=detach,
         validate=validate,
         fit_check=fit_check,
-        smoke=smoke,
+        trial=trial,
         reproduces=reproduces,
     )
+
+
+def trial_of(flags: Mapping[str, Any]) -> str:
+    """The CPU trial a run's recorded flags say it was ("" for none; manifests before the preview said smoke: true)."""
+    return flags.get("trial") or ("smoke" if flags.get("smoke") else "")
 
 
 def recorded(flags: Mapping[str, Any], out: Path, host: str | None = None,
@@ -340,7 +345,7 @@ def recorded(flags: Mapping[str, Any], out: Path, host: str | None = None,
         env=[name for name in flags.get("env") or [] if name not in c.SECRET_NAMES],
         validate=False,
         fit_check=False,
-        smoke=bool(flags.get("smoke")),
+        trial=trial_of(flags),
         environ=environ,
     )
 

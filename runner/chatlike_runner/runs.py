@@ -18,7 +18,7 @@ from .engine import Engine, Image, Run
 from .events import Event, Following, Note, Outcome
 from .follow import CtrlC, follow
 from .launch import launch
-from .plan import RunPlan, owned_by, replan
+from .plan import RunPlan, owned_by, replan, trial_of
 from .records import Ending
 from .redact import redactor
 from .skytask import Rented
@@ -29,7 +29,7 @@ def start(plan: RunPlan, stop_timeout: int = c.STOP_TIMEOUT, expected: dict[str,
     """Check, create, stage and start a run; then follow and collect it unless detached. `expected`: sha256s
     its inputs must have (a reproduced run's). It runs on the rented box `where` (`--on`), else on `plan.host`.
 
-    A missing image is pulled first when named by digest; a smoke run's CPU image is built when missing.
+    A missing image is pulled first when named by digest; a CPU trial's (smoke or preview) image is built when missing.
     """
     if where is not None:
         yield from rented.start_on(plan, where, dry_run=dry_run, stop_timeout=stop_timeout, expected=expected)
@@ -39,14 +39,14 @@ def start(plan: RunPlan, stop_timeout: int = c.STOP_TIMEOUT, expected: dict[str,
 
 def _image_ready(plan: RunPlan, engine: Engine | None = None) -> Generator[Event, None, Engine | None]:
     """The engine (`engine`, else the plan's), with `plan.image` on it when it can be got: pulled when named by
-    digest, or built when a smoke run's CPU image is missing (never the CUDA one: big, and it needs the GPU checks
+    digest, or built when a CPU trial's (smoke or preview) image is missing (never the CUDA one: big, and it needs the GPU checks
     of `build`). None when the engine is unreachable: preflight says so with the other checks."""
     engine = engine or preflight.engine_check(plan.host).data
     if engine is None or engine.image(plan.image) is not None:
         return engine
     if registry.is_digest(plan.image):
         yield from registry.pull_if_missing(engine, plan.image)
-    elif plan.smoke and plan.image != c.DEFAULT_IMAGE:
+    elif plan.trial and plan.image != c.DEFAULT_IMAGE:
         yield Note(f"image {plan.image} is not on {engine.url}: building the cpu flavor now "
                    f"(about {build.FIRST_BUILD_MINUTES['cpu']} minutes the first time, seconds after)")
         code = build.build("cpu", plan.host, plan.image, None)
@@ -65,7 +65,7 @@ class Container:
         self.out_dir, self.plan, self.expected, self.earlier = out_dir, plan, expected, earlier
         self.engine, self.run = engine, run
         self.run_id = plan.run_id if plan is not None else run.id if run is not None else ""
-        self.smoke = plan.smoke if plan is not None else bool(run is not None and run.flags.get("smoke"))
+        self.trial = plan.trial if plan is not None else trial_of(run.flags) if run is not None else ""
         self._configs: dict[str, bytes] | None = None  # the configs as staged by this process
         self._image: Image | None = None  # a planned run's, once preflight found it
 
@@ -176,7 +176,7 @@ def fetch(host: str | None, ref: str, out_dir: Path) -> Outcome:
     engine = Engine.connect(host)
     run = engine.run(ref)
     path, ending = collect(engine, run, out_dir)
-    return lifecycle.outcome(run.id, path, ending, bool(run.flags.get("smoke")))
+    return lifecycle.outcome(run.id, path, ending, trial_of(run.flags))
 
 
 def logs(host: str | None, ref: str, follow_: bool) -> Iterator[str]:

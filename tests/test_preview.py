@@ -18,6 +18,8 @@ from pathlib import Path
 import pytest
 import yaml
 
+from chatlike_runner.build import export_tag
+
 from conftest import need
 from test_use import run_cli
 
@@ -45,12 +47,21 @@ def previewed(cpu_image, tmp_path_factory) -> Iterator[tuple[Path, str, subproce
     run_cli(project, "rm", match.group(1))
 
 
-def test_the_preview_sounds_more_like_you_than_its_base(previewed):
+def test_the_preview_sounds_more_like_you_than_its_base(previewed, docker_client):
     project, run_id, result = previewed
     assert "no dataset at" in result.stdout and (project / "data" / "heldout.jsonl").is_file()
     run = project / "outputs" / run_id
     report = json.loads((run / "eval" / "report.json").read_text())
+    # eval scored every held-out reply of yours, tokenized as training tokenized it, tuned and base.
+    heldout = [json.loads(line) for line in (project / "data" / "heldout.jsonl").read_text().splitlines()]
+    yours = sum(1 for row in heldout for m in row["messages"] if m["role"] == "assistant")
+    replies = [reply for conversation in report["conversations"] for reply in conversation["replies"]]
+    assert report["heldout"]["scored"] == len(report["conversations"]) == len(heldout) == 16
+    assert len(replies) == report["heldout"]["replies"] == yours
+    assert all(r["tokens"] > 0 and r["tuned_nll"] > 0 and r["base_nll"] > 0 for r in replies)
+    assert len(report["side_by_side"]) == 16 and report["training_curve"][-1]["step"] == 35
     tuned, base = report["nll"]["tuned"]["nll"], report["nll"]["base"]["nll"]
+    assert report["nll"]["tuned"]["ci95"][0] <= tuned <= report["nll"]["tuned"]["ci95"][1]
     assert base - tuned >= NLL_MARGIN and report["nll"]["improvement"]["ci95"][0] > 0, report["nll"]
     scores = report["authorship"]["scores"]
     assert report["authorship"]["recognises_you"], report["authorship"]
@@ -60,6 +71,11 @@ def test_the_preview_sounds_more_like_you_than_its_base(previewed):
     assert report["verdict"] in result.stdout and f"chatlike-runner chat {run_id}" in result.stdout
     assert "then: the real recipe (Llama 3.1 8B) on your GPUs" in result.stdout
     assert "Strongest signal:" in report["verdict"] and "script" not in report["verdict"].split("Strongest")[1]
+    (entry,) = json.loads((run / "manifest.json").read_text())["evals"]
+    assert entry["verdict"] == report["verdict"] and entry["path"] == "eval/report.json"
+    job = f"chatlike-{run_id}-eval-"  # the eval's container and volumes are gone
+    assert not [c.name for c in docker_client.containers.list(all=True) if c.name.startswith(job)]
+    assert not [v.name for v in docker_client.volumes.list() if v.name.startswith(job)]
 
 
 def test_the_preview_records_its_base_model_and_never_trains_in_fp16(previewed):
@@ -121,10 +137,16 @@ def modelfile_lines(text: str) -> dict[str, list[str]]:
     return found
 
 
-def test_export_of_the_preview_replies_as_the_merged_model_and_its_modelfile_renders_its_template(previewed, leftovers):
+def test_export_of_the_preview_replies_as_the_merged_model_and_its_modelfile_renders_its_template(
+        previewed, cpu_image, docker_client, leftovers):
+    """The first export with an image builds its export image (llama.cpp added to it) and says so; test_use.py's
+    later export reuses it."""
     project, run_id, _ = previewed
+    export_image = export_tag(docker_client.images.get(cpu_image).id)
+    existed = bool(docker_client.images.list(name=export_image))
     result = run_cli(project, "export", run_id, "--gguf", "f16", timeout=1800)
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    assert (f"building {export_image} on it, once" in result.stdout) is not existed, result.stdout[-3000:]
     export = project / "outputs" / run_id / "export"
     checks = json.loads((export / "check.json").read_text())
     assert checks["eot_token"]["text"] == "<|im_end|>" and "<|im_start|>" in checks["chat_template"]
@@ -148,10 +170,7 @@ BROKEN = {
                                  "chat_template: llama3 writes <|start_header_id|>, <|end_header_id|>, <|eot_id|>, "
                                  "which the tokenizer of /opt/models/smollm2-135m-instruct lacks"),
     "no end-of-turn token": ({"eot_tokens": ["<|eot_id|>"]}, "eot_tokens: <|eot_id|> is not in the chat template "
-                                                              "(tokenizer_default), so Axolotl would not train it "
-                                                              "and the model would never learn to end a reply; set "
-                                                              "eot_tokens to the token the template ends a turn with "
-                                                              "(<|im_end|> ends a turn in it)"),
+                                                              "(tokenizer_default), so Axolotl would not train it"),
 }
 
 

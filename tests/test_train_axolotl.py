@@ -250,7 +250,7 @@ def test_a_config_that_asks_for_bf16_trains_in_it_on_a_cpu(home):
     assert manifest["precision"]["mixed"] == "bf16" and manifest["precision"]["model_dtype"] == "bfloat16"
 
 
-@pytest.mark.parametrize("change, said", [
+REFUSED = [
     ({"train_on_inputs": True}, "train_on_inputs: true trains the model on the other people's messages too"),
     ({"datasets": [{"path": "../data/train.jsonl", "type": "chat_template", "roles_to_train": ["assistant", "user"]}]},
      "datasets[0].roles_to_train: user trains the model on the other people's turns too"),
@@ -260,9 +260,19 @@ def test_a_config_that_asks_for_bf16_trains_in_it_on_a_cpu(home):
                                      "train it and the model would never learn to end a reply; set eot_tokens to the "
                                      "token the template ends a turn with (<|eot_id|> ends a turn in it)"),
     ({"chat_template": "chatml"}, "chat_template: chatml writes <|im_start|>, <|im_end|>, which the tokenizer of"),
-])
-def test_validate_refuses_what_would_not_train_a_model_that_chats_like_you(home, change, said):
-    done = chatlike_train(home, "validate", str(smoke_config(home, "recipe", **change)))
-    assert done.returncode == 2, done.stdout + done.stderr
-    [line] = done.stderr.strip().splitlines()
-    assert said in line, line
+]
+
+
+def test_validate_refuses_what_would_not_train_a_model_that_chats_like_you(home):
+    """Each in words, in one process (Axolotl imported once)."""
+    configs = [str(smoke_config(home, f"recipe-{number}", **change)) for number, (change, _) in enumerate(REFUSED)]
+    script = ("import sys\nfrom pathlib import Path\nfrom chatlike_runner.train.errors import TrainError\n"
+              "from chatlike_runner.train.validate import validate\nfor path in sys.argv[1:]:\n"
+              "    try:\n        validate(Path(path))\n        print('accepted')\n"
+              "    except TrainError as exc:\n        print(exc.format_message().replace('\\n', ' '))\n")
+    done = subprocess.run([str(TRAIN_PYTHON), "-c", script, *configs], cwd=home, env=_env(home), capture_output=True,
+                          text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-3000:]
+    said = done.stdout.strip().splitlines()[-len(REFUSED):]
+    for (_, expected), line in zip(REFUSED, said):
+        assert expected in line, line

@@ -76,38 +76,6 @@ def trained(cpu_image, tmp_path_factory) -> Iterator[tuple[Path, str]]:
     run_cli(project, "rm", run_id)  # its container and volumes: a finished run stays on the engine until removed
 
 
-@pytest.fixture(scope="module")
-def evaluated(trained) -> tuple[Path, str, subprocess.CompletedProcess]:
-    project, run_id = trained
-    return project, run_id, run_cli(project, "eval", run_id, "--samples", "3")
-
-
-def test_eval_scores_every_reply_and_the_overfit_run_beats_its_base(evaluated, docker_client):
-    project, run_id, result = evaluated
-    assert result.returncode == 0, result.stdout[-3000:] + result.stderr
-    out = project / "outputs" / run_id / "eval"
-    report = json.loads((out / "report.json").read_text())
-    heldout = [json.loads(line) for line in (project / "data" / "heldout.jsonl").read_text().splitlines()]
-    yours = sum(1 for row in heldout for m in row["messages"] if m["role"] == "assistant")
-    assert report["heldout"]["scored"] == len(report["conversations"]) == len(heldout) == 12
-    replies = [reply for conversation in report["conversations"] for reply in conversation["replies"]]
-    assert len(replies) == report["heldout"]["replies"] == yours
-    assert all(r["tokens"] > 0 and r["tuned_nll"] > 0 and r["base_nll"] > 0 for r in replies)
-    tuned, base = report["nll"]["tuned"], report["nll"]["base"]
-    assert tuned["ci95"][0] <= tuned["nll"] <= tuned["ci95"][1]
-    assert tuned["nll"] < base["nll"] and report["nll"]["improvement"]["ci95"][0] > 0, report["nll"]
-    assert len(report["side_by_side"]) == 3 and all(p["real"] for p in report["side_by_side"])
-    assert set(report["style"]) == {"real", "tuned", "base"} and report["training_curve"][-1]["step"] == 40
-    assert report["verdict"] in result.stdout and f"{out / 'report.html'}" in result.stdout
-    assert report["run_id"] == run_id and f"held-out loss {tuned['nll']:.2f} per token" in report["verdict"]
-    manifest = json.loads((project / "outputs" / run_id / "manifest.json").read_text())
-    (entry,) = manifest["evals"]
-    assert entry["verdict"] == report["verdict"] and entry["path"] == "eval/report.json"
-    job = f"chatlike-{run_id}-eval-"  # the eval's container and volumes; others on the engine are not its business
-    assert not [c.name for c in docker_client.containers.list(all=True) if c.name.startswith(job)]
-    assert not [volume.name for volume in docker_client.volumes.list() if volume.name.startswith(job)]
-
-
 def test_eval_bad_input_is_one_line_and_leaves_nothing(trained, leftovers):
     project, run_id = trained
     cases = [
@@ -240,15 +208,13 @@ def without_export_image(docker_client, export_image: str) -> str:
     return export_image
 
 
-@pytest.mark.parametrize("quant", ["q8_0", "f16"])
-def test_export_writes_a_gguf_llama_cpp_loads_with_training_s_template(trained, cpu_image, docker_client, quant,
-                                                                      leftovers):
-    """The first export of a run on an image builds its export image (llama.cpp on top of it), once: here the
-    first of these two removes it first (BuildKit's cache keeps the build short)."""
+def test_export_writes_a_gguf_llama_cpp_loads_with_training_s_template(trained, cpu_image, docker_client, leftovers):
+    """The first export of a run on an image builds its export image (llama.cpp on top of it), once, and later ones
+    reuse it (test_preview.py's export, first in a test run, builds it; f16 and greedy replies are tested there, on
+    a real model)."""
     project, run_id = trained
+    quant = "q8_0"
     export_image = export_tag(docker_client.images.get(cpu_image).id)
-    if quant == "q8_0":
-        without_export_image(docker_client, export_image)
     existed = bool(docker_client.images.list(name=export_image))
     result = run_cli(project, "export", run_id, "--gguf", quant, "--name", "marco", "--force")
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr
@@ -260,9 +226,6 @@ def test_export_writes_a_gguf_llama_cpp_loads_with_training_s_template(trained, 
     checks = json.loads((export / "check.json").read_text())
     assert checks["prompts"]["compared"] >= 10 and checks["prompts"]["equal"] == checks["prompts"]["compared"]
     assert checks["eot_token"]["text"] == "<|eot_id|>" and "<|start_header_id|>" in checks["chat_template"]
-    if quant == "f16":
-        assert checks["logits"]["within"] is True and checks["logits"]["max_abs_difference"] <= 0.01
-        assert checks["logits"]["top1_agreement"] == 1.0
     manifest = json.loads((project / "outputs" / run_id / "manifest.json").read_text())
     exported_in = docker_client.images.get(manifest["exports"][-1]["image_id"])
     assert exported_in.labels["org.chatlike.llama-cpp-python"], "export ran in an image without llama.cpp"

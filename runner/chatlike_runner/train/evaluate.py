@@ -24,6 +24,9 @@ from .tuned import Tuned, tokenized
 
 _EMOJI = r"[\U0001F000-\U0001FAFF\u2600-\u27BF\u2B00-\u2BFF\uFE0F]"
 _SCRIPTS = {name: SCRIPTS[name] for name in ("latin", "cyrillic")}
+# Replies generated together, in one left-padded batch per model: a small model's step on a CPU costs little more for
+# 16 sequences than for one (the preview's 16 held-out contexts, tuned and base, 2 cores: 100 s one by one, 45 s so).
+BATCH = 16
 
 
 def _now(number: int, total: int) -> bool:
@@ -111,21 +114,28 @@ def bootstrap(scored: list[dict], seed: int, rounds: int = BOOTSTRAP) -> dict[st
     return result
 
 
-def generate(tuned: Tuned, messages: list[dict[str, str]], seed: int, max_new_tokens: int,
-             temperature: float = 0.7) -> tuple[str, bool]:
-    """A reply of the model (as it is: adapter on or off) to `messages`, sampled with a fixed seed, and whether
-    it ended by itself (an end-of-turn token) rather than at `max_new_tokens`."""
+def generate(tuned: Tuned, contexts: Sequence[list[dict[str, str]]], seed: int, max_new_tokens: int,
+             temperature: float = 0.7) -> list[tuple[str, bool]]:
+    """The model's replies (as it is: adapter on or off) to `contexts`, sampled in one batch (left-padded) with a
+    fixed seed, and whether each ended by itself (an end-of-turn token) rather than at `max_new_tokens`."""
     import torch
 
-    prompt = torch.tensor([tuned.prompt(messages)], device=tuned.device)
+    prompts = [tuned.prompt(messages) for messages in contexts]
+    width = max(map(len, prompts))
+    pad = tuned.tokenizer.pad_token_id if tuned.tokenizer.pad_token_id is not None else tuned.stop_ids[0]
+    ids = torch.tensor([[pad] * (width - len(p)) + p for p in prompts], device=tuned.device)
+    mask = torch.tensor([[0] * (width - len(p)) + [1] * len(p) for p in prompts], device=tuned.device)
     torch.manual_seed(seed)
     with torch.inference_mode():
-        out = tuned.model.generate(input_ids=prompt, attention_mask=torch.ones_like(prompt), do_sample=True,
-                                   temperature=temperature, top_p=0.9, max_new_tokens=max_new_tokens,
-                                   eos_token_id=tuned.stop_ids, pad_token_id=tuned.tokenizer.pad_token_id)
-    new = out[0, prompt.shape[1]:].tolist()
-    ended = bool(new) and new[-1] in tuned.stop_ids
-    return tuned.tokenizer.decode(new, skip_special_tokens=True).strip(), ended
+        out = tuned.model.generate(input_ids=ids, attention_mask=mask, do_sample=True, temperature=temperature,
+                                   top_p=0.9, max_new_tokens=max_new_tokens, eos_token_id=tuned.stop_ids,
+                                   pad_token_id=pad)
+    replies = []
+    for row in out[:, width:].tolist():
+        end = next((i for i, token in enumerate(row) if token in tuned.stop_ids), None)
+        new = row if end is None else row[:end]
+        replies.append((tuned.tokenizer.decode(new, skip_special_tokens=True).strip(), end is not None))
+    return replies
 
 
 def contexts(rows: list[dict]) -> list[dict]:
@@ -145,15 +155,17 @@ def contexts(rows: list[dict]) -> list[dict]:
 def side_by_side(tuned: Tuned, items: list[dict], seed: int, max_new_tokens: int,
                  say: Callable[[str], None]) -> list[dict]:
     """For each held-out context: your real reply, and the tuned and the base model's replies to the same
-    context with the same seed (and whether each ended by itself)."""
+    context (and whether each ended by itself), BATCH contexts at a time, each batch with the same seed for both."""
     pairs = []
-    for number, item in enumerate(items, 1):
-        reply, reply_ended = generate(tuned, item["context"], seed + number, max_new_tokens)
+    for start in range(0, len(items), BATCH):
+        batch = items[start:start + BATCH]
+        contexts = [item["context"] for item in batch]
+        tuned_replies = generate(tuned, contexts, seed + start, max_new_tokens)
         with tuned.model.disable_adapter():
-            base, base_ended = generate(tuned, item["context"], seed + number, max_new_tokens)
-        pairs.append({**item, "tuned": reply, "base": base, "tuned_ended": reply_ended, "base_ended": base_ended})
-        if _now(number, len(items)):
-            say(f"replying {number}/{len(items)} to held-out contexts, tuned and base")
+            base_replies = generate(tuned, contexts, seed + start, max_new_tokens)
+        for item, (reply, reply_ended), (base, base_ended) in zip(batch, tuned_replies, base_replies):
+            pairs.append({**item, "tuned": reply, "base": base, "tuned_ended": reply_ended, "base_ended": base_ended})
+        say(f"replying {len(pairs)}/{len(items)} to held-out contexts, tuned and base")
     return pairs
 
 

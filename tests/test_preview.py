@@ -189,3 +189,16 @@ def test_a_preview_that_would_not_sound_like_you_is_refused_before_training(cpu_
     assert said in " ".join(result.stderr.split()), result.stderr[-2000:]
     assert not (tmp_path / "outputs").exists() or not any((tmp_path / "outputs").iterdir())
     assert leftovers() == []
+
+
+def test_make_train_on_a_host_with_no_usable_gpu_trains_the_preview_and_says_why(tmp_path, docker_client, leftovers):
+    """`make train`'s start --else-preview, on this engine (no NVIDIA runtime): one line says what is missing and how
+    to get the GPU recipe, and the run it plans is the preview's, on the CPU (here refused at once for a dataset that
+    is not there, before anything is created: the preview's own run is tested above)."""
+    result = run_cli(tmp_path, "start", str(ROOT / "configs" / "llama-3.1-8b-qlora.yml"), "--gpus", "all",
+                     "--else-preview", "--data", "missing.jsonl")
+    said = " ".join(result.stdout.split())
+    assert "no usable GPU on this Docker host (" in said and "training the CPU preview instead, on the same data" in said
+    assert "chatlike-runner start configs/llama-3.1-8b-qlora.yml --on runpod" in said
+    assert result.returncode == 2 and result.stderr == "chatlike-runner: dataset missing.jsonl does not exist; fix the path\n"
+    assert leftovers() == []  # nor any refusal of the GPUs: the run it planned asks for none

@@ -379,13 +379,13 @@ def start(config: Path | None, preview: bool, smoke: bool, else_preview: bool, d
         plan = build_plan(config, data=data, out=out, image=image, env=env, validate=False, fit_check=fit_check)
         _show(runs.start(plan, stop_timeout, where=where, dry_run=dry_run))
         return
-    if preview and detach:
-        raise click.UsageError("--preview follows the run to eval's verdict: without --detach")
     if else_preview and (trouble := trials.gpus_or_trouble(host, image)):
         console().print(f"no usable GPU on this Docker host ({trouble}): training the CPU preview instead, on the same "
                         "data. The GPU recipe needs an NVIDIA GPU with the NVIDIA Container Toolkit (`chatlike-runner "
                         f"doctor` checks it), or rent one: `{RENTED_RUN}`", style="yellow")
         preview, config, image, gpus = True, None, None, "none"
+    if preview and detach:
+        raise click.UsageError("--preview follows the run to eval's verdict: without --detach")
     trial = "preview" if preview else "smoke" if smoke else ""
     if trial:
         config = config or (c.PREVIEW_CONFIG if preview else c.SMOKE_CONFIG)

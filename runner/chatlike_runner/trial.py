@@ -55,7 +55,7 @@ def then_eval(events: Iterator[Event], out: Path, host: str | None) -> Iterator[
     for event in events:
         if isinstance(event, Outcome) and event.status == "succeeded":
             yield Note(f"run {event.run_id} trained; now its eval: its replies and the base model's to your held-out "
-                       "chats, side by side (about 2 minutes on 2 cores)")
+                       "chats, side by side (about a minute on 2 cores)")
             yield from jobs.evaluate(out, event.run_id, heldout=None, image=None, host=host, gpus=None, env=(),
                                      samples=PREVIEW_SAMPLES, seed=0, force=False)
         yield event

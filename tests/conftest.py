@@ -166,30 +166,75 @@ def as_user(user: tuple[int, int, int], *command: str) -> list[str]:
     return [shutil.which("setpriv") or "setpriv", f"--reuid={uid}", f"--regid={gid}", f"--groups={docker_gid}", *command]
 
 
-def _built(docker_client, flavor: str, *options: str) -> None:
-    """`chatlike-runner build --flavor FLAVOR` of the repository's Dockerfile, on the locally made base."""
+def _prerequisites(docker_client) -> None:
     if os.geteuid() != 0 or not shutil.which("debootstrap"):
         try:
             docker_client.images.get("chatlike/debian:bookworm-minbase")
         except Exception:
             need("making the base image needs root and debootstrap")
-    build = subprocess.run(runner_cmd("build", "--flavor", flavor, *options), capture_output=True, text=True)
-    if build.returncode != 0:
-        pytest.fail(f"the {flavor} image did not build:\n{build.stdout[-3000:]}\n{build.stderr[-3000:]}")
+
+
+def _build(flavor: str, *options: str, **popen) -> subprocess.Popen:
+    """`chatlike-runner build --flavor FLAVOR` of the repository's Dockerfile, on the locally made base."""
+    return subprocess.Popen(runner_cmd("build", "--flavor", flavor, *options), text=True, **popen)
+
+
+def _needs_cuda_image(item) -> bool:
+    params = getattr(item, "callspec", None)
+    return "cuda_image" in item.fixturenames or (params is not None and params.params.get("image") == "cuda")
+
+
+CUDA_WANTED = pytest.StashKey[bool]()
+CUDA_BUILD: dict[str, tuple[subprocess.Popen, Path]] = {}  # the CUDA flavor's build in the background, and its log
+
+
+def pytest_collection_modifyitems(config, items) -> None:
+    """Tests on the CUDA image run last: its build (several GB of wheels) goes on in the background meanwhile."""
+    items.sort(key=_needs_cuda_image)
+    config.stash[CUDA_WANTED] = any(_needs_cuda_image(item) for item in items)
+
+
+def pytest_sessionfinish(session) -> None:
+    for build, log in CUDA_BUILD.values():
+        if build.poll() is None:
+            build.terminate()
+            build.wait()
+        log.unlink(missing_ok=True)
 
 
 @pytest.fixture(scope="session")
-def cpu_image(docker_client) -> str:
-    """The real training image, CPU flavor, built from the repository's Dockerfile by `chatlike-runner build`."""
-    _built(docker_client, "cpu")
+def cpu_image(docker_client, pytestconfig) -> str:
+    """The real training image, CPU flavor, built from the repository's Dockerfile by `chatlike-runner build`. Once
+    it (and the base both flavors share) exists, the CUDA flavor's build starts in the background when a test of
+    this session needs it."""
+    _prerequisites(docker_client)
+    build = _build("cpu", stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    output = build.communicate()[0]
+    if build.returncode != 0:
+        pytest.fail(f"the cpu image did not build:\n{output[-6000:]}")
+    if pytestconfig.stash.get(CUDA_WANTED, False):
+        _cuda_build()
     return "chatlike/train:cpu"
 
 
+def _cuda_build() -> tuple[subprocess.Popen, Path]:
+    """The CUDA flavor's build (--no-gpu-check: no GPU here), started once, its output in a log file."""
+    if "cuda" not in CUDA_BUILD:
+        log = Path(tempfile.mkstemp(prefix="chatlike-cuda-build-", suffix=".log")[1])
+        with log.open("w") as out:
+            CUDA_BUILD["cuda"] = (_build("cuda", "--no-gpu-check", stdout=out, stderr=subprocess.STDOUT), log)
+    return CUDA_BUILD["cuda"]
+
+
 @pytest.fixture(scope="session")
-def cuda_image(docker_client) -> str:
+def cuda_image(cpu_image) -> str:
     """The real training image, CUDA flavor (torch's CUDA 13.0 wheels, several GB), built here without a GPU
-    (--no-gpu-check) on the same local base."""
-    _built(docker_client, "cuda", "--no-gpu-check")
+    (--no-gpu-check) on the same local base, by the build cpu_image started."""
+    started = time.monotonic()
+    build, log = _cuda_build()
+    if build.wait() != 0:
+        pytest.fail(f"the cuda image did not build:\n{log.read_text()[-6000:]}")
+    REPORT.append(f"CUDA image: its build in the background kept the tests on it waiting {time.monotonic() - started:.0f} s")
     return "chatlike/train:latest"
 
 

@@ -234,7 +234,8 @@ def cuda_image(cpu_image) -> str:
     build, log = _cuda_build()
     if build.wait() != 0:
         pytest.fail(f"the cuda image did not build:\n{log.read_text()[-6000:]}")
-    REPORT.append(f"CUDA image: its build in the background kept the tests on it waiting {time.monotonic() - started:.0f} s")
+    waited = time.monotonic() - started
+    REPORT.append(f"CUDA image: its build in the background kept the tests on it waiting {waited:.0f} s")
     return "chatlike/train:latest"
 
 

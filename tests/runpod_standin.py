@@ -110,7 +110,7 @@ class Runpod:
     def _create(self, fields: dict[str, Any], spot: bool) -> dict[str, Any]:
         pod = Pod(id=uuid.uuid4().hex[:14], name=fields["name"], gpu_type=fields.get("gpuTypeId", ""),
                   gpu_count=int(fields.get("gpuCount", 1)), cost_per_hr=0.5 * int(fields.get("gpuCount", 1)))
-        self.calls.append({"call": "create", "spot": spot, **fields})
+        self.calls.append({"call": "create", "spot": spot, "id": pod.id, **fields})
         image = self._image(fields["imageName"])
         # This machine's CA bundle for uv in the pod: PyPI may be reached through a TLS-intercepting proxy here.
         ca = {"SSL_CERT_FILE": POD_CA} if HOST_CA.exists() else {}

@@ -19,6 +19,7 @@ import shutil
 import signal
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 
@@ -317,8 +318,8 @@ def box(workdir, runpod, cpu_image, docker_client, catalog):
                    capture_output=True, check=True)
     image = "localhost:1/chatlike/train@" + docker_client.images.get(cpu_image).id
 
-    def run(*args: str) -> subprocess.Popen:
-        return subprocess.Popen(runner_cmd(*args), cwd=workdir, env=env, stdout=subprocess.PIPE,
+    def run(*args: str, cwd: Path = workdir) -> subprocess.Popen:
+        return subprocess.Popen(runner_cmd(*args), cwd=cwd, env=env, stdout=subprocess.PIPE,
                                 stderr=subprocess.PIPE, text=True)
 
     yield run, standin, image, env
@@ -332,9 +333,11 @@ def _pods(runpod) -> list[str]:
         c.name for c in runpod.client.containers.list(all=True, filters={"label": "org.chatlike.role=runpod-standin"}))
 
 
-def _pod_calls(runpod) -> list[str]:
-    """The pods the stand-in was asked to create and to end (and ended itself), in order."""
-    return [call["call"] for call in runpod.calls if call["call"] in ("create", "terminate", "preempted")]
+def _pod_calls(runpod, cluster: str = "") -> list[str]:
+    """The pods (of `cluster`, else all) the stand-in was asked to create and to end (and ended itself), in order."""
+    ids = {call["id"] for call in runpod.calls if call["call"] == "create" and call["name"].startswith(cluster)}
+    return [call["call"] for call in runpod.calls if call["call"] in ("create", "terminate", "preempted")
+            and call["id"] in ids]
 
 
 def _until_step(process: subprocess.Popen, first: int, steps: int = 40) -> str:
@@ -445,24 +448,66 @@ def test_a_host_driver_below_the_images_minimum_is_refused_in_one_line(box, cuda
     assert not [p for p in (workdir / "outputs").iterdir() if not p.name.startswith(".")]
 
 
+def _read(stream, lines: list[str]) -> None:
+    lines.extend(iter(stream.readline, ""))
+
+
+TRAINING = r"\bstep ([3-9]|[1-3][0-9])/40\b"  # a progress line of step 3 or later of 40
+
+
+class _Followed:
+    """A runner process whose output a thread reads as it comes (so that several can run at once)."""
+
+    def __init__(self, process: subprocess.Popen):
+        self.process, self.lines, self.errors = process, [], []
+        self.readers = [threading.Thread(target=_read, args=(stream, lines), daemon=True)
+                        for stream, lines in ((process.stdout, self.lines), (process.stderr, self.errors))]
+        for reader in self.readers:
+            reader.start()
+
+    def until(self, pattern: str) -> str:
+        """The output so far, once a line matches `pattern`."""
+        deadline = time.monotonic() + 600
+        while not re.search(pattern, "".join(self.lines), re.MULTILINE):
+            assert time.monotonic() < deadline and self.process.poll() is None, "".join(self.lines)[-3000:]
+            time.sleep(0.5)
+        return "".join(self.lines)
+
+    def end(self) -> tuple[str, str]:
+        self.process.wait(timeout=600)
+        for reader in self.readers:
+            reader.join()
+        return "".join(self.lines), "".join(self.errors)
+
+
 @pytest.mark.engine
-@pytest.mark.parametrize("failure", ["pre-empted", "sshd gone"])
-def test_a_box_that_stops_answering_is_torn_down_in_one_line(box, workdir, failure):
+def test_a_box_that_stops_answering_is_torn_down_in_one_line(box, workdir):
+    """Two boxes lost while they train, launched at once: one pre-empted (Runpod ends the pod, its disk gone), one
+    that runs on with nothing reaching it any more (its sshd gone)."""
     run, runpod, image, _ = box
-    process = run("start", str(smoke_config(workdir, 40)), *SMOKE, "--image", image)
-    seen = _until_step(process, 3)
-    cluster = f"chatlike-{started_run(seen)}"
-    if failure == "pre-empted":
-        runpod.preempt(cluster)  # Runpod ends the pod: it and its disk are gone
-    else:  # the pod runs on, but nothing reaches it any more
-        runpod.container(cluster).exec_run(["sh", "-c", "pkill -x sshd; pkill -f 'sshd:'"])
-    stdout, stderr = process.communicate(timeout=600)
-    assert process.returncode == 1, seen[-2000:] + stdout[-3000:] + stderr
-    line = _one_line(stderr)
-    assert "lost its box while it trained" in line and "nothing came home" in line
-    assert f"Cluster {cluster} was torn down" in line
-    assert _pods(runpod) == [] and _pod_calls(runpod)[-1] == ("preempted" if failure == "pre-empted" else "terminate")
-    assert not [p for p in (workdir / "outputs").iterdir() if not p.name.startswith(".")]
+    failures = {}
+    for failure in ("pre-empted", "sshd gone"):
+        folder = workdir / failure.replace(" ", "-")
+        shutil.copytree(workdir / "prepared", folder / "prepared")
+        failures[failure] = (folder, _Followed(run("start", str(smoke_config(folder, 40)), *SMOKE, "--image", image,
+                                                   cwd=folder)))
+        failures[failure][1].until(r"^Running on cluster")  # SkyPilot's local API server is up: the next one shares it
+    for failure, (_, followed) in failures.items():
+        cluster = f"chatlike-{started_run(followed.until(TRAINING))}"
+        if failure == "pre-empted":
+            runpod.preempt(cluster)
+        else:
+            runpod.container(cluster).exec_run(["sh", "-c", "pkill -x sshd; pkill -f 'sshd:'"])
+    for failure, (folder, followed) in failures.items():
+        stdout, stderr = followed.end()
+        cluster = f"chatlike-{started_run(stdout)}"
+        assert followed.process.returncode == 1, stdout[-3000:] + stderr
+        line = _one_line(stderr)
+        assert "lost its box while it trained" in line and "nothing came home" in line
+        assert f"Cluster {cluster} was torn down" in line
+        assert _pod_calls(runpod, cluster)[-1] == ("preempted" if failure == "pre-empted" else "terminate")
+        assert not [p for p in (folder / "outputs").iterdir() if not p.name.startswith(".")]
+    assert _pods(runpod) == []
 
 
 @pytest.mark.engine

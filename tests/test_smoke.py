@@ -26,7 +26,8 @@ def dataset(workdir):
     return workdir / "prepared" / "train.jsonl"
 
 
-def test_smoke_run_trains_for_real(cli, cpu_image, dataset, workdir, leftovers):
+def test_smoke_run_trains_for_real_and_reproduce_matches_its_first_losses(cli, cpu_image, dataset, workdir,
+                                                                          leftovers):
     result = cli("start", "--smoke", "--data", str(dataset), timeout=900)
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr
     assert "validating the config and dataset" in result.stdout
@@ -39,6 +40,11 @@ def test_smoke_run_trains_for_real(cli, cpu_image, dataset, workdir, leftovers):
     assert train_manifest["packages"]["axolotl"] == "0.19.0" and train_manifest["packages"]["deepspeed"] == "0.18.9"
     manifest = json.loads((out / "manifest.json").read_text())
     assert manifest["status"] == "succeeded" and manifest["image"]["id"].startswith("sha256:")
+
+    again = cli("reproduce", out.name, timeout=900)
+    assert again.returncode == 0, again.stdout[-3000:] + again.stderr
+    assert f"first 5 steps' losses (run {out.name} / this run)" in again.stdout
+    assert "the same within 0.01" in again.stdout, again.stdout[-2000:]
 
 
 def test_resume_continues_from_the_checkpoint(cli, cpu_image, dataset, workdir, leftovers):
@@ -84,16 +90,6 @@ def test_smoke_from_nothing_writes_the_example_and_builds_the_image(cpu_image, d
     finally:
         with contextlib.suppress(docker.errors.DockerException):
             docker_client.images.remove(tag)
-
-
-def test_reproduce_a_smoke_run_matches_its_first_losses(cli, cpu_image, dataset, workdir, leftovers):
-    first = cli("start", "--smoke", "--data", str(dataset), timeout=900)
-    assert first.returncode == 0, first.stdout[-3000:] + first.stderr
-    run_id = started_run(first.stdout)
-    again = cli("reproduce", run_id, timeout=900)
-    assert again.returncode == 0, again.stdout[-3000:] + again.stderr
-    assert f"first 5 steps' losses (run {run_id} / this run)" in again.stdout
-    assert "the same within 0.01" in again.stdout, again.stdout[-2000:]
 
 
 def test_a_bad_dataset_line_is_refused_by_file_line_and_field_before_training(cli, cpu_image, dataset, workdir,

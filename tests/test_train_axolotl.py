@@ -121,8 +121,11 @@ def test_the_kernel_cache_layout_validate_reads_is_huggingface_hubs(home):
     assert done.returncode == 0 and done.stdout.strip() == KERNEL_FOLDER, done.stderr
 
 
-def test_run_trains_the_tiny_model_and_writes_adapter_log_and_manifest(home):
-    done = chatlike_train(home, "run", str(smoke_config(home, "run")))
+def test_run_trains_the_tiny_model_and_writes_adapter_log_and_manifest_and_no_step_more_when_run_again(home):
+    """A second run of a config whose run reached its last step (stopped during the final save, say) has nothing to
+    resume: the Trainer's loop would otherwise train one step more (checkpoint-11 of 10)."""
+    config = smoke_config(home, "run")
+    done = chatlike_train(home, "run", str(config))
     assert done.returncode == 0, done.stdout[-3000:]
     out = home / "outputs" / "run"
     assert (out / "adapter_model.safetensors").stat().st_size > 0
@@ -140,6 +143,16 @@ def test_run_trains_the_tiny_model_and_writes_adapter_log_and_manifest(home):
                                      "model_dtype": "bfloat16" if mixed == "bf16" else "float32"}
     assert manifest["torch"]["version"].startswith("2.13.0") and len(manifest["pip_freeze_sha256"]) == 64
     assert [d["path"] for d in manifest["datasets"]] == [str(home / "data" / "train.jsonl")]
+
+    (out / "adapter_model.safetensors").unlink()  # as if the stop came during the final save
+    again = chatlike_train(home, "run", str(config))
+    assert again.returncode == 0, again.stdout[-3000:]
+    assert "training already reached its last step (checkpoint-10): nothing to resume" in again.stdout
+    assert sorted(p.name for p in out.glob("checkpoint-*")) == ["checkpoint-10", "checkpoint-5"]
+    final = (out / "checkpoint-10" / "adapter_model.safetensors").read_bytes()
+    assert (out / "adapter_model.safetensors").read_bytes() == final
+    manifest = json.loads((out / "train-manifest.json").read_text())
+    assert manifest["exit_code"] == 0 and manifest["stopped_by"] is None and manifest["stopped_at_step"] is None
 
 
 def test_sigterm_saves_a_checkpoint_and_a_later_run_resumes_from_it(home):
@@ -220,23 +233,6 @@ def test_export_refuses_a_volume_too_small_for_the_merged_model(home):
     assert done.returncode == 0, done.stderr[-2000:]
     assert done.stdout.strip() == ("exporting needs about 7.7 MB free where the Docker host keeps its volumes (the "
                                    "merged model, its f16 GGUF and the q8_0 file); 1.0 MB are: free some space there")
-
-
-def test_resuming_a_run_that_reached_its_last_step_trains_no_step_more(home):
-    """A run stopped after its last step (its checkpoint is at max_steps) has nothing left to resume: the
-    Trainer's loop would otherwise train one step more (checkpoint-11 of 10)."""
-    config = smoke_config(home, "complete", max_steps=4, save_steps=2)
-    first = chatlike_train(home, "run", str(config))
-    assert first.returncode == 0, first.stdout[-3000:]
-    out = home / "outputs" / "complete"
-    (out / "adapter_model.safetensors").unlink()  # as if the stop came during the final save
-    again = chatlike_train(home, "run", str(config))
-    assert again.returncode == 0, again.stdout[-3000:]
-    assert "training already reached its last step (checkpoint-4): nothing to resume" in again.stdout
-    assert sorted(p.name for p in out.glob("checkpoint-*")) == ["checkpoint-2", "checkpoint-4"]
-    assert (out / "adapter_model.safetensors").read_bytes() == (out / "checkpoint-4" / "adapter_model.safetensors").read_bytes()
-    manifest = json.loads((out / "train-manifest.json").read_text())
-    assert manifest["exit_code"] == 0 and manifest["stopped_by"] is None and manifest["stopped_at_step"] is None
 
 
 def test_a_config_that_asks_for_bf16_trains_in_it_on_a_cpu(home):

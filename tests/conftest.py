@@ -188,6 +188,7 @@ CUDA_WANTED = pytest.StashKey[bool]()
 CUDA_BUILD: dict[str, tuple[subprocess.Popen, Path]] = {}  # the CUDA flavor's build in the background, and its log
 
 
+@pytest.hookimpl(trylast=True)  # after -m and -k deselected theirs: a session without them builds no CUDA image
 def pytest_collection_modifyitems(config, items) -> None:
     """Tests on the CUDA image run last: its build (several GB of wheels) goes on in the background meanwhile."""
     items.sort(key=_needs_cuda_image)

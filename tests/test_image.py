@@ -265,9 +265,29 @@ def test_image_holds_no_build_ca_bundle_or_secret(image):
     assert _build_secrets_in(image) == []
 
 
-def _build_secrets_in(image: str) -> list[str]:
-    """The files of `image`'s layers that are the host's CA bundle, a build secret or apt's CA hook; also checks
-    its history for them."""
+@pytest.mark.engine
+@pytest.mark.parametrize("where", ["in place", "docker save"])
+def test_the_layer_scan_finds_a_ca_bundle_that_a_later_layer_deletes(where, standin_image, docker_client, tmp_path,
+                                                                     monkeypatch):
+    """The scan's own control: the host's CA bundle copied into a layer and deleted by the next one is found, read
+    where the engine keeps the layers and through `docker save` (where they are not readable in place)."""
+    if not HOST_CA.exists():
+        need(f"{HOST_CA} is not here to plant")
+    shutil.copy(HOST_CA, tmp_path / "ca.crt")
+    (tmp_path / "Dockerfile").write_text(f'FROM {standin_image}\nCOPY ca.crt /opt/ca.crt\n'
+                                         'RUN ["/bin/busybox", "rm", "/opt/ca.crt"]\n')
+    image, _ = docker_client.images.build(path=str(tmp_path), tag="chatlike-test/planted-ca:1", rm=True)
+    try:
+        if where == "docker save":
+            monkeypatch.setattr(os, "access", lambda *_: False)
+        assert _build_secrets_in(image.tags[0], layers_at_least=3) == ["opt/ca.crt"]
+    finally:
+        docker_client.images.remove(image.id, force=True)
+
+
+def _build_secrets_in(image: str, layers_at_least: int = 5) -> list[str]:
+    """The files of `image`'s layers (`layers_at_least` of them read) that are the host's CA bundle, a build secret
+    or apt's CA hook; also checks its history for them."""
     if not HOST_CA.exists():
         need(f"{HOST_CA} is not here to compare with")
     host_ca = HOST_CA.read_bytes()
@@ -285,7 +305,7 @@ def _build_secrets_in(image: str) -> list[str]:
             if entry_size == size and hashlib.sha256(read()).hexdigest() == digest:
                 found.append(name)
     TIMINGS[f"layer scan ({image})"] = time.monotonic() - start
-    assert layers >= 5
+    assert layers >= layers_at_least
     return found
 
 

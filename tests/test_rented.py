@@ -340,14 +340,41 @@ def _pod_calls(runpod, cluster: str = "") -> list[str]:
             and call["id"] in ids]
 
 
-def _until_step(process: subprocess.Popen, first: int, steps: int = 40) -> str:
-    """The runner's output up to a progress line of step `first` or later (the followed log may pass over one)."""
-    seen = ""
-    deadline = time.monotonic() + 600
-    while not any(first <= int(step) < steps for step in re.findall(rf"\bstep (\d+)/{steps}\b", seen)):
-        assert time.monotonic() < deadline and process.poll() is None, seen[-3000:]
-        seen += process.stdout.readline()
-    return seen
+def _read(stream, lines: list[str]) -> None:
+    lines.extend(iter(stream.readline, ""))
+
+
+TRAINING = r"\bstep ([3-9]|[1-3][0-9])/40\b"  # a progress line of step 3 or later of 40
+
+
+class _Followed:
+    """A runner process whose output a thread reads as it comes (so that several can run at once)."""
+
+    def __init__(self, process: subprocess.Popen):
+        self.process, self.lines, self.errors = process, [], []
+        self.readers = [threading.Thread(target=_read, args=(stream, lines), daemon=True)
+                        for stream, lines in ((process.stdout, self.lines), (process.stderr, self.errors))]
+        for reader in self.readers:
+            reader.start()
+
+    def until(self, pattern: str) -> str:
+        """The output so far, once a line matches `pattern` (the followed log may pass over a step)."""
+        deadline = time.monotonic() + 600
+        while not re.search(pattern, "".join(self.lines), re.MULTILINE):
+            if self.process.poll() is not None:
+                self.end()  # what it wrote before it ended, read whole
+                assert re.search(pattern, "".join(self.lines), re.MULTILINE), "".join(self.lines)[-3000:]
+                break
+            assert time.monotonic() < deadline, "".join(self.lines)[-3000:]
+            time.sleep(0.5)
+        return "".join(self.lines)
+
+    def end(self, timeout: float = 900) -> tuple[str, str]:
+        """Its whole stdout and stderr, once it ended."""
+        self.process.wait(timeout=timeout)
+        for reader in self.readers:
+            reader.join()
+        return "".join(self.lines), "".join(self.errors)
 
 
 def _one_line(stderr: str) -> str:
@@ -362,15 +389,13 @@ SMOKE = ["--data", "prepared/train.jsonl", "--on", "runpod", "--gpu", "RTX3090:1
 @pytest.mark.engine
 def test_a_run_on_runpod_goes_through_skypilot_itself_and_comes_home(box, workdir):
     run, runpod, image, env = box
-    process = run("start", str(smoke_config(workdir, 40)), *SMOKE, "--image", image, "--keep")
-    seen = _until_step(process, 3)
-    run_id = started_run(seen)
+    process = _Followed(run("start", str(smoke_config(workdir, 40)), *SMOKE, "--image", image, "--keep"))
+    run_id = started_run(process.until(TRAINING))
     cluster = f"chatlike-{run_id}"
     # The stream breaks while training goes on (its reader on the box is gone): the runner follows again.
     assert runpod.container(cluster).exec_run(["pkill", "-f", "log_lib.tail_logs"]).exit_code == 0
-    stdout, stderr = process.communicate(timeout=900)
-    stdout = seen + stdout
-    assert process.returncode == 0, stdout[-3000:] + stderr
+    stdout, stderr = process.end()
+    assert process.process.returncode == 0, stdout[-3000:] + stderr
     assert f"the log stream from {cluster} was lost" in stdout
     assert "[progress] step 40/40" in stdout, stdout[-3000:]
     assert f"started on runpod, 1x RTX3090 (1x_RTX3090_SECURE) in CA, $0.50/h (cluster {cluster})" in stdout
@@ -410,12 +435,11 @@ def test_a_run_on_runpod_goes_through_skypilot_itself_and_comes_home(box, workdi
 @pytest.mark.engine
 def test_ctrl_c_brings_a_partial_home_and_resume_continues_on_a_new_pod(box, workdir):
     run, runpod, image, _ = box
-    process = run("start", str(smoke_config(workdir, 40)), *SMOKE, "--image", image)
-    seen = _until_step(process, 3)
-    process.send_signal(signal.SIGINT)
-    stdout, stderr = process.communicate(timeout=600)
-    assert process.returncode == 130, seen[-2000:] + stdout[-3000:] + stderr
-    run_id = started_run(seen)
+    process = _Followed(run("start", str(smoke_config(workdir, 40)), *SMOKE, "--image", image))
+    run_id = started_run(process.until(TRAINING))
+    process.process.send_signal(signal.SIGINT)
+    stdout, stderr = process.end(timeout=600)
+    assert process.process.returncode == 130, stdout[-3000:] + stderr
     partial = workdir / "outputs" / f"{run_id}.partial"
     assert list(partial.glob("checkpoint-*")), sorted(p.name for p in partial.iterdir())
     assert json.loads((partial / "manifest.json").read_text())["status"] == "stopped"
@@ -448,38 +472,6 @@ def test_a_host_driver_below_the_images_minimum_is_refused_in_one_line(box, cuda
     assert not [p for p in (workdir / "outputs").iterdir() if not p.name.startswith(".")]
 
 
-def _read(stream, lines: list[str]) -> None:
-    lines.extend(iter(stream.readline, ""))
-
-
-TRAINING = r"\bstep ([3-9]|[1-3][0-9])/40\b"  # a progress line of step 3 or later of 40
-
-
-class _Followed:
-    """A runner process whose output a thread reads as it comes (so that several can run at once)."""
-
-    def __init__(self, process: subprocess.Popen):
-        self.process, self.lines, self.errors = process, [], []
-        self.readers = [threading.Thread(target=_read, args=(stream, lines), daemon=True)
-                        for stream, lines in ((process.stdout, self.lines), (process.stderr, self.errors))]
-        for reader in self.readers:
-            reader.start()
-
-    def until(self, pattern: str) -> str:
-        """The output so far, once a line matches `pattern`."""
-        deadline = time.monotonic() + 600
-        while not re.search(pattern, "".join(self.lines), re.MULTILINE):
-            assert time.monotonic() < deadline and self.process.poll() is None, "".join(self.lines)[-3000:]
-            time.sleep(0.5)
-        return "".join(self.lines)
-
-    def end(self) -> tuple[str, str]:
-        self.process.wait(timeout=600)
-        for reader in self.readers:
-            reader.join()
-        return "".join(self.lines), "".join(self.errors)
-
-
 @pytest.mark.engine
 def test_a_box_that_stops_answering_is_torn_down_in_one_line(box, workdir):
     """Two boxes lost while they train, launched at once: one pre-empted (Runpod ends the pod, its disk gone), one
@@ -499,7 +491,7 @@ def test_a_box_that_stops_answering_is_torn_down_in_one_line(box, workdir):
         else:
             runpod.container(cluster).exec_run(["sh", "-c", "pkill -x sshd; pkill -f 'sshd:'"])
     for failure, (folder, followed) in failures.items():
-        stdout, stderr = followed.end()
+        stdout, stderr = followed.end(timeout=600)
         cluster = f"chatlike-{started_run(stdout)}"
         assert followed.process.returncode == 1, stdout[-3000:] + stderr
         line = _one_line(stderr)
@@ -513,16 +505,13 @@ def test_a_box_that_stops_answering_is_torn_down_in_one_line(box, workdir):
 @pytest.mark.engine
 def test_a_copy_home_that_fails_leaves_the_cluster_up_with_the_commands_that_finish_it(box, workdir):
     run, runpod, image, env = box
-    process = run("start", str(REPO / "configs" / "cpu-smoke.yml"), *SMOKE, "--image", image)
-    seen = ""
-    while " started on runpod" not in seen:  # SkyPilot synced its uploads with rsync: now the box loses it
-        assert process.poll() is None, seen[-3000:]
-        seen += process.stdout.readline()
-    cluster = f"chatlike-{started_run(seen)}"
+    process = _Followed(run("start", str(REPO / "configs" / "cpu-smoke.yml"), *SMOKE, "--image", image))
+    # SkyPilot synced its uploads with rsync: now the box loses it.
+    cluster = f"chatlike-{started_run(process.until(' started on runpod'))}"
     pod = runpod.container(cluster)
     assert pod.exec_run(["mv", "/usr/bin/rsync", "/usr/bin/rsync.gone"]).exit_code == 0
-    stdout, stderr = process.communicate(timeout=600)
-    assert process.returncode == 1, stdout[-3000:] + stderr
+    stdout, stderr = process.end(timeout=600)
+    assert process.process.returncode == 1, stdout[-3000:] + stderr
     line = _one_line(stderr)
     assert "copying chatlike-" in line and f"Cluster {cluster} is left up so that nothing is lost" in line
     copy, down = re.findall(r"`([^`]+)`", line)[-2:]
